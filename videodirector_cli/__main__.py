@@ -1,0 +1,3 @@
+from videodirector_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Typer commands: parse, call a stage, print. No tensor math and no file layout here."""

@@ -1,0 +1,1 @@
+"""Tensor math: models, DDIM, inversion, guidance, attention control, editing."""

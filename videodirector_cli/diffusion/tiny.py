@@ -1,0 +1,135 @@
+"""The built-in ``tiny`` model: AnimateDiff's architecture at toy width, random weights.
+
+It exists so that every code path (loading aside) runs in seconds on a CPU in tests and dry
+runs. Its block layout mirrors SD1.5 (cross-attention down blocks, a plain lowest level, cross-
+attention up blocks 1 and 2, motion modules everywhere) so module names such as
+``up_blocks.1.motion_modules.0`` and ``up_blocks.2.attentions.1`` exist as in the real model.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from videodirector_cli.diffusion.components import DiffusionModel
+
+TINY_HIDDEN = 32
+
+
+def _byte_level_vocab() -> dict[str, int]:
+    """CLIP's byte-to-unicode characters, with and without the end-of-word mark."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            chars.append(256 + extra)
+            extra += 1
+    symbols = [chr(c) for c in chars]
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in symbols:
+        vocab[symbol] = len(vocab)
+    for symbol in symbols:
+        vocab[symbol + "</w>"] = len(vocab)
+    return vocab
+
+
+def build_tiny_tokenizer():
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "vocab.json").write_text(json.dumps(_byte_level_vocab()))
+        Path(folder, "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=77, pad_token="<|endoftext|>")
+
+
+def build_tiny_model(
+    seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> DiffusionModel:
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+        UNetMotionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    channels = (32, 32, 64)
+    unet2d = UNet2DConditionModel(
+        block_out_channels=channels,
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=4,
+    )
+    adapter = MotionAdapter(
+        block_out_channels=channels,
+        motion_layers_per_block=1,
+        motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=32,
+    )
+    unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+    vae = AutoencoderKL(
+        block_out_channels=[16, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=TINY_HIDDEN,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="linear",
+        steps_offset=1,
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
+    device = torch.device(device)
+    for module in (unet, vae, text_encoder):
+        module.to(device).eval().requires_grad_(False)
+        if dtype != torch.float32:
+            module.to(dtype)
+    return DiffusionModel(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        device=device,
+        dtype=dtype,
+        identity={"model": f"builtin:tiny:seed={seed}"},
+        meaningless=True,
+    )

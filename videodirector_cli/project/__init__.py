@@ -1,0 +1,1 @@
+"""The project folder: paths, manifest, atomic writes, lock, fingerprints."""

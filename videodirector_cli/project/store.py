@@ -1,0 +1,221 @@
+"""Open, create, lock and update a project. The only code that writes manifest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from videodirector_cli import __version__
+from videodirector_cli.errors import ProjectError, UsageError
+from videodirector_cli.project.atomic import atomic_write_text
+from videodirector_cli.project.lock import ProjectLock, is_locked
+from videodirector_cli.project.manifest import (
+    SCHEMA_VERSION,
+    Manifest,
+    StageProgress,
+    StageRecord,
+    utc_now,
+)
+from videodirector_cli.project.paths import MANIFEST_NAME, STATE_DIR_NAME, ProjectPaths
+
+PROJECT_ENV = "VDIR_PROJECT"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of vdir and the libraries that shape results, recorded with each stage."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"vdir": __version__}
+    for package in ("torch", "diffusers", "transformers", "av", "sam2"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def is_project_dir(folder: Path) -> bool:
+    return (folder / MANIFEST_NAME).is_file() and (folder / STATE_DIR_NAME).is_dir()
+
+
+def find_project_root(explicit: Path | None = None) -> Path:
+    """--project, else $VDIR_PROJECT, else the nearest folder upwards holding a project."""
+    if explicit is None and os.environ.get(PROJECT_ENV):
+        explicit = Path(os.environ[PROJECT_ENV])
+    if explicit is not None:
+        folder = explicit.expanduser()
+        if not folder.is_dir():
+            raise ProjectError(f"project folder {folder} does not exist")
+        if not is_project_dir(folder):
+            raise ProjectError(
+                f"{folder} is not a vdir project", hint="create one with: vdir init VIDEO DIR"
+            )
+        return folder.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if is_project_dir(folder):
+            return folder
+    raise ProjectError(
+        f"no vdir project in {here} or any parent folder",
+        hint="run 'vdir init VIDEO' here, or pass --project DIR",
+    )
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse manifest.json; a damaged one is reported, never repaired or overwritten."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectError(
+            f"{path} is damaged ({exc.__class__.__name__}: {exc}); vdir will not overwrite it",
+            hint="restore it from a backup or fix it by hand",
+        ) from None
+    if isinstance(raw, dict) and raw.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{path} was written by a newer vdir (schema {raw['schema_version']})",
+            hint="upgrade vdir",
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "top level"
+        raise ProjectError(
+            f"{path} is damaged (at {where}: {first.get('msg')}); vdir will not overwrite it",
+            hint="restore it from a backup or fix it by hand",
+        ) from None
+
+
+@dataclass
+class Project:
+    paths: ProjectPaths
+    manifest: Manifest
+    _lock: ProjectLock | None = field(default=None, repr=False)
+
+    # opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path) -> Project:
+        paths = ProjectPaths(Path(root))
+        return cls(paths, read_manifest(paths.manifest))
+
+    @classmethod
+    def find(cls, explicit: Path | None = None) -> Project:
+        return cls.open(find_project_root(explicit))
+
+    @classmethod
+    def create(cls, root: Path, force: bool = False) -> Project:
+        """Make a new project in ``root``; the caller holds the lock while it fills it."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{root} is a file, not a folder")
+        if is_project_dir(root):
+            if not force:
+                raise ProjectError(
+                    f"{root} is already a vdir project", hint="use --force to start it over"
+                )
+        elif root.is_dir() and any(root.iterdir()):
+            raise ProjectError(
+                f"{root} is not empty and not a vdir project",
+                hint="choose an empty or new folder",
+            )
+        paths = ProjectPaths(root)
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(paths, Manifest(vdir_version=__version__))
+
+    # writing ----------------------------------------------------------------------------------
+    @property
+    def locked_by_someone(self) -> bool:
+        return self._lock is None and is_locked(self.paths.lock)
+
+    @contextmanager
+    def writing(self, purpose: str) -> Iterator[Project]:
+        """Hold the project lock; re-read the manifest under it so no update is lost."""
+        lock = ProjectLock(self.paths.lock, purpose)
+        lock.acquire()
+        self._lock = lock
+        try:
+            if self.paths.manifest.exists():
+                self.manifest = read_manifest(self.paths.manifest)
+            yield self
+        finally:
+            self._lock = None
+            lock.release()
+
+    def save(self) -> None:
+        if self._lock is None:
+            raise RuntimeError("Project.save() outside Project.writing()")
+        self.manifest.updated_at = utc_now()
+        atomic_write_text(self.paths.manifest, self.manifest.model_dump_json(indent=2) + "\n")
+
+    @contextmanager
+    def stage(
+        self,
+        record_slot: tuple[str, str | None],
+        params: dict[str, Any],
+        inputs: dict[str, str],
+        total: int = 0,
+    ) -> Iterator[StageRun]:
+        """Record a stage as running, then done, failed or interrupted.
+
+        ``record_slot`` is ("frames", None), ("masks", None), ("inversions", key),
+        ("edits", name) or ("renders", name). The body sets outputs and metrics on the run.
+        """
+        record = StageRecord(
+            status="running",
+            params=params,
+            inputs=inputs,
+            versions=library_versions(),
+            progress=StageProgress(done=0, total=total) if total else None,
+        )
+        self._put(record_slot, record)
+        self.save()
+        run = StageRun(self, record)
+        try:
+            yield run
+        except KeyboardInterrupt:
+            record.status = "interrupted"
+            record.message = "interrupted by the user"
+            self.save()
+            raise
+        except BaseException as exc:
+            record.status = "failed"
+            record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+            self.save()
+            raise
+        record.status = "done"
+        record.finished_at = utc_now()
+        if record.progress is not None:
+            record.progress.done = record.progress.total
+        self.save()
+
+    def _put(self, slot: tuple[str, str | None], record: StageRecord) -> None:
+        section, key = slot
+        if key is None:
+            setattr(self.manifest, section, record)
+        else:
+            getattr(self.manifest, section)[key] = record
+
+
+@dataclass
+class StageRun:
+    """Handle a running stage uses to report progress and results."""
+
+    project: Project
+    record: StageRecord
+
+    def checkpoint(self, done: int, **metrics: Any) -> None:
+        """Persist progress (after the stage's own files for that step are safely written)."""
+        if self.record.progress is None:
+            self.record.progress = StageProgress(done=done, total=done)
+        self.record.progress.done = done
+        self.record.metrics.update(metrics)
+        self.project.save()
