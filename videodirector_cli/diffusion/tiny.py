@@ -119,9 +119,9 @@ def build_tiny_model(
     )
     device = torch.device(device)
     for module in (unet, vae, text_encoder):
-        module.to(device).eval().requires_grad_(False)
-        if dtype != torch.float32:
-            module.to(dtype)
+        module.eval().requires_grad_(False)
+        if device.type != "cpu" or dtype != torch.float32:
+            module.to(device=device, dtype=dtype)
     return DiffusionModel(
         unet=unet,
         vae=vae,

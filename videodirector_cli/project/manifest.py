@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 TOOL_MARK = "vdir"
+NO_MASK = "none"
+"""Recorded as the "masks" input of a stage that used no mask: later masks do not make it stale."""
 
 RecordStatus = Literal["running", "done", "failed", "interrupted"]
 StageState = Literal["missing", "running", "done", "stale", "interrupted", "failed"]
@@ -105,6 +107,8 @@ def stage_state(
         return record.status
     if current_inputs is not None:
         for name, recorded in record.inputs.items():
+            if recorded == NO_MASK and name == "masks":
+                continue
             if current_inputs.get(name) != recorded:
                 return "stale"
     return "done"
