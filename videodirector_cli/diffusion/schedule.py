@@ -58,7 +58,8 @@ class Schedule:
 
 def _ddim(latents: torch.Tensor, eps: torch.Tensor, alpha_from: float, alpha_to: float) -> torch.Tensor:
     dtype = latents.dtype
-    z = latents.to(torch.float32)
-    e = eps.to(torch.float32)
+    work = torch.promote_types(dtype, torch.float32)  # half inputs are stepped in fp32
+    z = latents.to(work)
+    e = eps.to(work)
     x0 = (z - (1.0 - alpha_from) ** 0.5 * e) / alpha_from**0.5
     return (alpha_to**0.5 * x0 + (1.0 - alpha_to) ** 0.5 * e).to(dtype)
