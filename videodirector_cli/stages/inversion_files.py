@@ -1,0 +1,256 @@
+"""The on-disk format of one inversion: what `vdir invert` writes and `vdir edit` reads.
+
+``inversions/<key>/`` holds
+
+- ``pivots.safetensors``: tensor "pivots" (T+1, 1, C, F, h, w) float32, the DDIM-inversion
+  latents z*_0 (index 0, the clean latent) .. z*_T (index T, at the first denoising timestep);
+  metadata "key", "timesteps" (JSON list, denoising order). Written once, before step 0.
+- ``steps/step_NNNN.safetensors``, one per denoising step i (i = 0 runs at timesteps[0] = T):
+  "null" (F, L, D) or (1, L, D) float32, the optimised null used at this step; "latent" z_t, the
+  latent the step starts from (1, C, F, h, w) float32 (the pivot z*_T for i = 0); "next_latent"
+  the latent after the step; "guidance" (1, C, F, h, w) float32 when STDG is on. Metadata: key,
+  step, timestep, loss, iterations.
+- ``inversion.json``: params and the report, written when the inversion completes.
+
+Every file is written atomically (temp file + rename), so a step file that exists is complete:
+resuming after a kill continues at ``completed_steps()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from videodirector_cli.errors import InputError
+from videodirector_cli.project.atomic import TEMP_PREFIX, atomic_path, atomic_write_json
+from videodirector_cli.project.fingerprint import hash_files
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT_VERSION = 1
+PIVOTS_NAME = "pivots.safetensors"
+STEPS_DIR = "steps"
+INFO_NAME = "inversion.json"
+_STEP_RE = re.compile(r"^step_(\d{4,})\.safetensors$")
+
+
+@dataclass
+class StepResult:
+    """One denoising step of the optimised trajectory."""
+
+    step: int
+    timestep: int
+    null: torch.Tensor
+    latent: torch.Tensor
+    next_latent: torch.Tensor
+    guidance: torch.Tensor | None = None
+    loss: float = 0.0
+    iterations: int = 0
+
+
+@dataclass
+class StoredInversion:
+    """A complete inversion as `vdir edit` needs it."""
+
+    key: str
+    timesteps: list[int]
+    pivots: torch.Tensor
+    """(T+1, 1, C, F, h, w): index 0 is z*_0 (clean), index T is z*_T."""
+    nulls: list[torch.Tensor]
+    latents: list[torch.Tensor]
+    """Per step, the latent the step starts from (z_T for step 0)."""
+    guidance: list[torch.Tensor | None]
+    params: dict[str, Any] = field(default_factory=dict)
+    next_latents: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def pivot_before(self, step: int) -> torch.Tensor:
+        """z*_t for the timestep step ``step`` starts from."""
+        return self.pivots[self.steps - step]
+
+    def pivot_after(self, step: int) -> torch.Tensor:
+        """z*_{t_prev}: the pivot step ``step`` should land on."""
+        return self.pivots[self.steps - step - 1]
+
+
+class InversionFiles:
+    """Reads and writes ``inversions/<key>/``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    # paths ------------------------------------------------------------------------------------
+    @property
+    def pivots_path(self) -> Path:
+        return self.folder / PIVOTS_NAME
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.folder / STEPS_DIR
+
+    @property
+    def info_path(self) -> Path:
+        return self.folder / INFO_NAME
+
+    def step_path(self, step: int) -> Path:
+        return self.steps_dir / f"step_{step:04d}.safetensors"
+
+    # pivots -----------------------------------------------------------------------------------
+    def save_pivots(self, key: str, pivots: torch.Tensor, timesteps: list[int]) -> None:
+        from safetensors.torch import save_file
+
+        if pivots.shape[0] != len(timesteps) + 1:
+            raise ValueError(f"{pivots.shape[0]} pivots for {len(timesteps)} steps")
+        metadata = {
+            "key": key,
+            "timesteps": json.dumps([int(t) for t in timesteps]),
+            "format": str(FORMAT_VERSION),
+        }
+        with atomic_path(self.pivots_path) as tmp:
+            save_file({"pivots": _cpu_f32(pivots)}, str(tmp), metadata=metadata)
+
+    def has_pivots(self) -> bool:
+        return self.pivots_path.is_file()
+
+    def load_pivots(self) -> tuple[torch.Tensor, list[int], str]:
+        """(pivots, timesteps, key)."""
+        tensors, metadata = _read(self.pivots_path)
+        return tensors["pivots"], json.loads(metadata["timesteps"]), metadata.get("key", "")
+
+    # steps ------------------------------------------------------------------------------------
+    def save_step(self, key: str, result: StepResult) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {
+            "null": _cpu_f32(result.null),
+            "latent": _cpu_f32(result.latent),
+            "next_latent": _cpu_f32(result.next_latent),
+        }
+        if result.guidance is not None:
+            tensors["guidance"] = _cpu_f32(result.guidance)
+        metadata = {
+            "key": key,
+            "step": str(result.step),
+            "timestep": str(result.timestep),
+            "loss": repr(float(result.loss)),
+            "iterations": str(int(result.iterations)),
+            "format": str(FORMAT_VERSION),
+        }
+        with atomic_path(self.step_path(result.step)) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+
+    def load_step(self, step: int) -> StepResult:
+        tensors, metadata = _read(self.step_path(step))
+        return StepResult(
+            step=int(metadata["step"]),
+            timestep=int(metadata["timestep"]),
+            null=tensors["null"],
+            latent=tensors["latent"],
+            next_latent=tensors["next_latent"],
+            guidance=tensors.get("guidance"),
+            loss=float(metadata.get("loss", "nan")),
+            iterations=int(metadata.get("iterations", "0")),
+        )
+
+    def completed_steps(self, key: str | None = None) -> int:
+        """How many consecutive step files exist from step 0 (temp leftovers ignored).
+
+        With ``key``, a file written for another inversion does not count.
+        """
+        count = 0
+        while True:
+            path = self.step_path(count)
+            if not path.is_file():
+                return count
+            if key is not None and _metadata(path).get("key") != key:
+                return count
+            count += 1
+
+    def step_files(self, count: int | None = None) -> list[Path]:
+        total = self.completed_steps() if count is None else count
+        return [self.step_path(i) for i in range(total)]
+
+    def remove_steps_from(self, step: int) -> None:
+        """Drop step files at or after ``step`` (a resume restarts there) and temp leftovers."""
+        if not self.steps_dir.is_dir():
+            return
+        for path in self.steps_dir.iterdir():
+            match = _STEP_RE.match(path.name)
+            if path.name.startswith(TEMP_PREFIX) or (match and int(match.group(1)) >= step):
+                path.unlink(missing_ok=True)
+
+    def content_hash(self, steps: int) -> str:
+        """Hash of the pivots and the step files: the inversion's output hash."""
+        return hash_files([self.pivots_path, *self.step_files(steps)])
+
+    # info -------------------------------------------------------------------------------------
+    def save_info(self, info: dict[str, Any]) -> None:
+        atomic_write_json(self.info_path, {"format": FORMAT_VERSION, **info})
+
+    def load_info(self) -> dict[str, Any]:
+        if not self.info_path.is_file():
+            return {}
+        return json.loads(self.info_path.read_text(encoding="utf-8"))
+
+    # everything -------------------------------------------------------------------------------
+    def load(self) -> StoredInversion:
+        """The whole inversion; raises InputError when it is missing or incomplete."""
+        if not self.has_pivots():
+            raise InputError(f"inversion in {self.folder} has no pivots", hint="run vdir invert")
+        pivots, timesteps, key = self.load_pivots()
+        done = self.completed_steps(key)
+        if done < len(timesteps):
+            raise InputError(
+                f"inversion {key[:12]} is incomplete ({done} of {len(timesteps)} steps)",
+                hint="run vdir invert again to finish it",
+            )
+        results = [self.load_step(i) for i in range(len(timesteps))]
+        return StoredInversion(
+            key=key,
+            timesteps=timesteps,
+            pivots=pivots,
+            nulls=[r.null for r in results],
+            latents=[r.latent for r in results],
+            guidance=[r.guidance for r in results],
+            params=self.load_info().get("params", {}),
+            next_latents=[r.next_latent for r in results],
+        )
+
+
+def _cpu_f32(tensor: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception:  # a damaged file counts as missing
+        return {}
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing", hint="run vdir invert") from None
+    except Exception as exc:
+        raise InputError(
+            f"{path} is damaged ({exc})", hint="delete it and run vdir invert"
+        ) from None
+    return tensors, metadata
