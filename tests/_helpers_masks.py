@@ -1,0 +1,85 @@
+"""Projects with frames for the mask tests, made without `vdir init` (frames written directly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from videodirector_cli.media.frames import write_png
+from videodirector_cli.project.fingerprint import hash_files
+from videodirector_cli.project.manifest import SourceInfo
+from videodirector_cli.project.store import Project
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIPS = SHARED / "data" / "clips"
+
+
+def clip_dir(name: str) -> Path:
+    """A shared test clip; fails (never skips) when shared/ is not beside the repository."""
+    folder = CLIPS / name
+    assert folder.is_dir(), (
+        f"test clips not found at {folder}: the tests expect the shared/ folder beside the "
+        "repository (…/main and …/shared)"
+    )
+    return folder
+
+
+def moving_disk_frames(count: int = 4, size: int = 64, radius: int = 10) -> np.ndarray:
+    """(F, H, W, 3) uint8: a bright disk moving right over a dark textured background."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 60, size=(count, size, size, 3), dtype=np.uint8)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    for index in range(count):
+        cx, cy = size * 0.3 + index * 4, size * 0.5
+        disk = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
+        frames[index][disk] = (230, 200, 40)
+    return frames
+
+
+def make_project(root: Path, frames: np.ndarray, fps: float = 8.0) -> Project:
+    """A project holding ``frames`` as its frames stage, as `vdir init` would leave it."""
+    count, height, width, _ = frames.shape
+    project = Project.create(root)
+    with project.writing("test-init"):
+        project.manifest.source = SourceInfo(
+            path="synthetic.mp4",
+            sha256="0" * 64,
+            fps=fps,
+            width=width,
+            height=height,
+            frame_count=count,
+            output_fps=fps,
+            size=(width, height),
+            fit="crop",
+        )
+        project.manifest.prompt = "a test clip"
+        with project.stage(("frames", None), params={"frames": count}, inputs={}) as run:
+            for index, frame in enumerate(frames):
+                write_png(project.paths.frame(index), frame)
+            run.record.outputs["frames"] = hash_files(project.paths.frame_files(count))
+    return Project.open(root)
+
+
+def decode_clip(path: Path, size: int | None = None) -> np.ndarray:
+    """(F, H, W, 3) uint8 frames of an mp4 (PyAV), optionally resized to size x size."""
+    import av
+    from PIL import Image
+
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            image = frame.to_image()
+            if size is not None:
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            frames.append(np.asarray(image.convert("RGB")))
+    return np.stack(frames)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: to prove that nothing changed."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != "lock"
+    }

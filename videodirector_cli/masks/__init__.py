@@ -1,0 +1,1 @@
+"""Per-frame masks of the object to edit: SAM2 tracking, imported masks, boxes, the ellipse trick."""

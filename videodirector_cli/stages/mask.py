@@ -1,0 +1,407 @@
+"""`vdir mask`: one binary mask per frame marking what the edit may change.
+
+Three ways to get them: SAM2 tracking prompts from one frame, importing the user's own masks, or a
+static box/ellipse (a crude fallback). Optionally each mask is OR-ed with its fitted ellipse
+(supplementary III). Everything is computed and checked before the project is touched; the new set
+is written to a temp folder beside masks/ and swapped in, so a failure or an empty result leaves
+the previous masks exactly as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videodirector_cli.errors import (
+    InputError,
+    MissingPrerequisiteError,
+    ProjectError,
+    StaleError,
+    UsageError,
+)
+from videodirector_cli.masks import importer, sam2_backend, shapes
+from videodirector_cli.masks.ellipse import add_ellipse
+from videodirector_cli.output import Output
+from videodirector_cli.project import lineage
+from videodirector_cli.project.atomic import TEMP_PREFIX
+from videodirector_cli.project.fingerprint import hash_files, short
+from videodirector_cli.project.manifest import NO_MASK
+from videodirector_cli.project.paths import ProjectPaths
+from videodirector_cli.project.store import Project
+
+DEFAULT_PREVIEW_FPS = 8.0
+SHEET_THUMB_WIDTH = 256
+_STAGING_PREFIX = f"{TEMP_PREFIX}masks-"
+
+
+@dataclass
+class MaskRequest:
+    """What the user asked for; checked for consistency by ``check_request``."""
+
+    points: list[shapes.Point] = field(default_factory=list)
+    box: shapes.Box | None = None
+    frame: int | None = None
+    from_dir: Path | None = None
+    no_sam2: bool = False
+    shape: str | None = None
+    ellipse: bool | None = None
+    """None: on for SAM2 and imported masks, off for --no-sam2 shapes (already coarse)."""
+    sam2_size: str | None = None
+    sam2_checkpoint: Path | None = None
+    sam2_config: str | None = None
+    sam2_image_size: int | None = None
+    device: str = "auto"
+
+    @property
+    def method(self) -> str:
+        if self.from_dir is not None:
+            return "import"
+        if self.no_sam2:
+            return "shape"
+        return "sam2"
+
+    @property
+    def uses_ellipse(self) -> bool:
+        return self.ellipse if self.ellipse is not None else self.method != "shape"
+
+
+@dataclass(frozen=True)
+class MaskOutcome:
+    result: dict[str, Any]
+    """The --json result."""
+    human: str
+    """The summary a person reads."""
+
+
+@dataclass(frozen=True)
+class FramesInfo:
+    count: int
+    width: int
+    height: int
+    files: list[Path]
+
+
+def check_request(request: MaskRequest) -> None:
+    """Mode rules that need no project: exactly one of SAM2 prompts, --from, --no-sam2 --box."""
+    sam2_options = (
+        request.sam2_size is not None
+        or request.sam2_checkpoint is not None
+        or request.sam2_config is not None
+    )
+    if request.from_dir is not None:
+        if request.points or request.box is not None or request.no_sam2:
+            raise UsageError(
+                "--from imports masks: it cannot be combined with --point, --box or --no-sam2"
+            )
+    elif request.no_sam2:
+        if request.points:
+            raise UsageError(
+                "--no-sam2 draws a box or ellipse: --point needs SAM2",
+                hint="use --box X0,Y0,X1,Y1 --no-sam2, or drop --no-sam2",
+            )
+        if request.box is None:
+            raise UsageError("--no-sam2 needs --box X0,Y0,X1,Y1")
+    elif not request.points and request.box is None:
+        raise UsageError(
+            "say what to mask",
+            hint="--point X,Y (repeatable), --box X0,Y0,X1,Y1, --from DIR, or --box ... --no-sam2",
+        )
+    if request.method != "sam2":
+        if request.frame is not None:
+            raise UsageError(
+                "--frame only applies to SAM2 prompts (--point/--box without --no-sam2)"
+            )
+        if sam2_options:
+            raise UsageError(
+                "--sam2, --sam2-checkpoint and --sam2-config only apply to SAM2 prompts"
+            )
+    if request.shape is not None:
+        if request.method != "shape":
+            raise UsageError("--shape only applies with --no-sam2")
+        if request.shape not in ("box", "ellipse"):
+            raise UsageError(f"--shape {request.shape!r} is not one of: box, ellipse")
+
+
+def frames_info(project: Project) -> FramesInfo:
+    """The project's frames as masks must match them: count and size, files present."""
+    record = project.manifest.frames
+    if record is None or record.status != "done" or project.manifest.frame_count == 0:
+        raise MissingPrerequisiteError(
+            "the project has no frames yet", hint="make them with: vdir init VIDEO DIR"
+        )
+    count = project.manifest.frame_count
+    files = project.paths.frame_files(count)
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        raise ProjectError(
+            f"frame files missing from {project.paths.frames_dir}: {', '.join(missing[:5])}",
+            hint="recreate the frames with: vdir init VIDEO DIR --force",
+        )
+    from PIL import Image
+
+    with Image.open(files[0]) as first:
+        width, height = first.size
+    return FramesInfo(count, width, height, files)
+
+
+def _check_against_frames(request: MaskRequest, info: FramesInfo) -> None:
+    if request.method == "sam2":
+        shapes.check_frame_index(request.frame or 0, info.count)
+    shapes.check_inside(request.points, request.box, info.width, info.height)
+
+
+def _compute(
+    request: MaskRequest, info: FramesInfo, frames: np.ndarray, output: Output
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The masks and the params that say how they were made. Writes nothing."""
+    size = (info.width, info.height)
+    if request.method == "import":
+        assert request.from_dir is not None
+        folder = request.from_dir.expanduser().resolve()
+        masks = importer.import_masks(folder, info.count, size)
+        return masks, {"from": str(folder)}
+    if request.method == "shape":
+        assert request.box is not None
+        kind = request.shape or "box"
+        masks = shapes.static_masks(info.count, (info.height, info.width), request.box, kind)
+        return masks, {"box": request.box.as_list(), "shape": kind}
+    choice = sam2_backend.choose(
+        request.sam2_size, request.sam2_checkpoint, request.sam2_config, request.sam2_image_size
+    )
+    weights = sam2_backend.locate_weights(choice, info=output.info)
+    device = sam2_backend.resolve_device(request.device)
+    if choice.is_random:
+        output.warn("SAM2 with random weights: the masks are meaningless (for tests only)")
+    output.info(f"SAM2 {weights.label} on {device}")
+    predictor = sam2_backend.build_predictor(weights, device, image_size=choice.image_size)
+    frame = request.frame or 0
+    with output.progress("SAM2 tracking", total=info.count) as bar:
+        masks = sam2_backend.segment_video(
+            predictor,
+            frames,
+            request.points,
+            request.box,
+            frame,
+            device,
+            on_frame=lambda _index: bar.advance(1),
+        )
+    params = {
+        "points": [[p.x, p.y, p.label] for p in request.points],
+        "box": request.box.as_list() if request.box is not None else None,
+        "frame": frame,
+        "sam2": choice.describe(),
+        "device": device,
+    }
+    return masks, params
+
+
+def _preview_fps(project: Project) -> float:
+    source = project.manifest.source
+    return (
+        float(source.output_fps)
+        if source is not None and source.output_fps > 0
+        else DEFAULT_PREVIEW_FPS
+    )
+
+
+def _thumbnails(images: np.ndarray, width: int) -> np.ndarray:
+    from PIL import Image
+
+    _, height, full_width, _ = images.shape
+    if full_width <= width:
+        return images
+    size = (width, max(1, round(height * width / full_width)))
+    return np.stack(
+        [np.asarray(Image.fromarray(im).resize(size, Image.Resampling.BILINEAR)) for im in images]
+    )
+
+
+def _write_set(staging: Path, masks: np.ndarray, frames: np.ndarray, fps: float) -> None:
+    """Mask PNGs, contact sheet and overlay video, all in the staging folder."""
+    from videodirector_cli.media.encode import write_mp4
+    from videodirector_cli.media.frames import write_mask, write_png
+    from videodirector_cli.media.sheet import contact_sheet, overlay_mask
+
+    layout = ProjectPaths(staging.parent)
+    for index, mask in enumerate(masks):
+        write_mask(staging / layout.mask(index).name, mask)
+    overlays = overlay_mask(frames, masks)
+    write_png(
+        staging / layout.mask_sheet.name, contact_sheet(_thumbnails(overlays, SHEET_THUMB_WIDTH))
+    )
+    write_mp4(staging / layout.mask_overlay_video.name, overlays, fps)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` by ``staging`` with two renames; put the old one back on failure."""
+    old: Path | None = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}old-", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Staging folders of runs that were killed (we hold the lock, so none is in use)."""
+    for leftover in root.glob(f"{_STAGING_PREFIX}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _stale_dependents(project: Project, masks_hash: str) -> list[str]:
+    stale = []
+    for kind, records in (
+        ("inversion", project.manifest.inversions),
+        ("edit", project.manifest.edits),
+    ):
+        for name, record in records.items():
+            used = record.inputs.get("masks")
+            if used not in (None, NO_MASK) and used != masks_hash:
+                stale.append(f"{kind} {name}")
+    return stale
+
+
+def run_mask(project: Project, request: MaskRequest, output: Output) -> MaskOutcome:
+    """Make, store and record the project's masks; return the command's result."""
+    check_request(request)
+    with project.writing("mask"):
+        info = frames_info(project)
+        _check_against_frames(request, info)
+        from videodirector_cli.media.frames import read_frames
+
+        frames = read_frames(info.files)
+        masks, details = _compute(request, info, frames, output)
+        if masks.shape != (info.count, info.height, info.width):
+            raise InputError(
+                f"masks have shape {masks.shape}, frames {(info.count, info.height, info.width)}"
+            )
+        if not masks.any():
+            raise InputError(
+                "the object was not found in any frame; the previous masks are unchanged",
+                hint="try other points or a box, add negative points with X,Y,0, or use --from DIR",
+            )
+        empty = [int(i) for i in np.nonzero(~masks.reshape(info.count, -1).any(axis=1))[0]]
+        if empty:
+            output.warn(
+                f"no mask on frame(s) {', '.join(map(str, empty))} (object not found there)"
+            )
+        ellipse = request.uses_ellipse
+        if ellipse:
+            masks = add_ellipse(masks)
+        coverage = [round(float(m.mean()), 6) for m in masks]
+        params = {"method": request.method, **details, "ellipse": ellipse}
+
+        _remove_leftovers(project.paths.root)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=project.paths.root))
+        try:
+            _write_set(staging, masks, frames, _preview_fps(project))
+            inputs = lineage.inputs_for(project.manifest, ["frames"])
+            with project.stage(("masks", None), params=params, inputs=inputs) as run:
+                _swap_in(staging, project.paths.masks_dir)
+                masks_hash = hash_files(project.paths.mask_files(info.count))
+                run.record.outputs["masks"] = masks_hash
+                run.record.metrics.update(
+                    coverage=coverage,
+                    mean_coverage=round(float(np.mean(coverage)), 6),
+                    empty_frames=empty,
+                )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        stale = _stale_dependents(project, masks_hash)
+
+    paths = project.paths
+    mean_coverage = round(float(np.mean(coverage)), 6)
+    result: dict[str, Any] = {
+        "method": request.method,
+        "frames": info.count,
+        "size": [info.width, info.height],
+        "ellipse": ellipse,
+        "coverage": coverage,
+        "mean_coverage": mean_coverage,
+        "empty_frames": empty,
+        "masks_dir": str(paths.masks_dir),
+        "preview": str(paths.mask_sheet),
+        "video": str(paths.mask_overlay_video),
+        "masks_hash": short(masks_hash),
+        "now_stale": stale,
+        "params": params,
+    }
+    human = (
+        f"masks: {info.count} frames ({request.method}{', ellipse' if ellipse else ''}), "
+        f"mean coverage {100 * mean_coverage:.1f}% -> {paths.masks_dir}\n"
+        f"preview: {paths.mask_sheet}, {paths.mask_overlay_video}"
+    )
+    if stale:
+        human += f"\nnow stale (made with the previous masks): {', '.join(stale)}"
+    return MaskOutcome(result, human)
+
+
+def load_project_masks(project: Project) -> np.ndarray | None:
+    """(F, H, W) bool masks for inversion and editing; None when the project has none.
+
+    Raises StaleError when they were made for other frames, when their count or size differs
+    from the frames, or when the files changed after ``vdir mask`` wrote them (their recorded
+    hash is what later stages record as their "masks" input).
+    """
+    from videodirector_cli.media.frames import read_masks
+
+    record = project.manifest.masks
+    if record is None:
+        return None
+    if record.status != "done":
+        raise MissingPrerequisiteError(
+            f"the last 'vdir mask' run is {record.status}",
+            hint="run vdir mask again, or pass --mask none to work without masks",
+        )
+    fix = "run vdir mask again, or pass --mask none to work without masks"
+    now = lineage.current_inputs(project.manifest)
+    if record.inputs.get("frames") != now.get("frames"):
+        raise StaleError("the masks were made for other frames", hint=fix)
+    count = project.manifest.frame_count
+    present = sorted(p for p in project.paths.masks_dir.glob("*.png") if p.stem.isdigit())
+    expected = project.paths.mask_files(count)
+    if present != expected:
+        raise StaleError(
+            f"{project.paths.masks_dir} holds {len(present)} masks for {count} frames", hint=fix
+        )
+    if hash_files(expected) != record.outputs.get("masks"):
+        raise StaleError(
+            f"the mask files in {project.paths.masks_dir} changed after vdir mask wrote them",
+            hint="bring edited masks in with: vdir mask --from DIR",
+        )
+    masks = read_masks(expected)
+    info = frames_info(project)
+    if masks.shape[1:] != (info.height, info.width):
+        raise StaleError(
+            f"the masks are {masks.shape[2]}x{masks.shape[1]}, the frames {info.width}x{info.height}",
+            hint=fix,
+        )
+    return masks
