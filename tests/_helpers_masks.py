@@ -1,4 +1,4 @@
-"""Projects with frames for the mask tests, made without `vdir init` (frames written directly)."""
+"""Projects with synthetic frames for the mask tests (written directly, no video needed)."""
 
 from __future__ import annotations
 
@@ -59,21 +59,6 @@ def make_project(root: Path, frames: np.ndarray, fps: float = 8.0) -> Project:
                 write_png(project.paths.frame(index), frame)
             run.record.outputs["frames"] = hash_files(project.paths.frame_files(count))
     return Project.open(root)
-
-
-def decode_clip(path: Path, size: int | None = None) -> np.ndarray:
-    """(F, H, W, 3) uint8 frames of an mp4 (PyAV), optionally resized to size x size."""
-    import av
-    from PIL import Image
-
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            image = frame.to_image()
-            if size is not None:
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            frames.append(np.asarray(image.convert("RGB")))
-    return np.stack(frames)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
