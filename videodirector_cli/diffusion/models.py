@@ -140,6 +140,11 @@ def load_model(spec: ModelSpec, output: Output | None = None) -> DiffusionModel:
         return _assemble(parts, device, dtype, out)
 
 
+def _short_identity(identity: dict[str, str]) -> str:
+    shown = {k: re.sub(r"([0-9a-f]{12})[0-9a-f]{20,}", r"\1", v) for k, v in identity.items()}
+    return describe_identity({k: v for k, v in shown.items() if k != "scheduler"})
+
+
 def describe_identity(identity: dict[str, str]) -> str:
     """One line for messages: 'model=..., motion_adapter=..., vae=...'."""
     return ", ".join(f"{key}={value}" for key, value in identity.items())
@@ -451,9 +456,10 @@ def _load_tokenizer_folder(folder: Path, label: str) -> Any:
         raise ModelError(
             f"{label} has no tokenizer/ folder: not a complete diffusers SD/AnimateDiff model"
         )
-    if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+    if not _has_tokenizer_files(folder):
         raise ModelError(
-            f"{folder} lacks vocab.json/merges.txt: the download looks incomplete",
+            f"{folder} lacks tokenizer.json or vocab.json + merges.txt: the download looks "
+            "incomplete",
             hint="fetch the tokenizer/ files again (hf download ...)",
         )
     with _loading("the tokenizer", folder):
@@ -461,6 +467,12 @@ def _load_tokenizer_folder(folder: Path, label: str) -> Any:
     if tokenizer.model_max_length > 100_000:  # a tokenizer_config without a length
         tokenizer.model_max_length = 77
     return tokenizer
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    if (folder / "tokenizer.json").is_file():
+        return True
+    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
 
 
 def _check_scheduler_config(root: Path) -> None:
@@ -593,26 +605,29 @@ def _check_sd15_checkpoint(state: dict[str, Any], path: Path) -> None:
 def _text_encoder_from_state(state: dict[str, Any], path: Path) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    converted: dict[str, Any] = {}
+    bare: dict[str, Any] = {}  # names inside the text transformer: embeddings.*, encoder.*, ...
     for key, value in state.items():
         for prefix in CLIP_PREFIXES:
             if key.startswith(prefix):
-                converted["text_model." + key[len(prefix) :]] = value
+                bare[key[len(prefix) :]] = value
                 break
     config = CLIPTextConfig.from_pretrained(SD15_CONFIG_DIR / "text_encoder")
-    embed = converted.get("text_model.embeddings.token_embedding.weight")
+    embed = bare.get("embeddings.token_embedding.weight")
     if embed is not None:
         config.vocab_size, config.hidden_size = int(embed.shape[0]), int(embed.shape[1])
     with _loading("the text encoder", path):
         model = CLIPTextModel(config)
+        # transformers 4 nests the transformer under "text_model."; 5 does not.
+        nested = any(k.startswith("text_model.") for k in model.state_dict())
+        converted = {("text_model." + k if nested else k): v for k, v in bare.items()}
         result = model.load_state_dict(converted, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
     if missing or unexpected:
         sample = (missing or unexpected)[:2]
         raise ModelError(
-            f"{path.name}: its text encoder does not match SD1.5's CLIP ViT-L/14 "
-            f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. {', '.join(sample)})"
+            f"{path.name}: its text encoder does not match SD1.5's CLIP ViT-L/14 ({len(missing)} "
+            f"missing, {len(unexpected)} unexpected tensors, e.g. {', '.join(sample)})"
         )
     return model
 
@@ -627,7 +642,7 @@ def _find_tokenizer(out: Output) -> Any:
                 continue
             folder = snapshot
         folder = folder / sub if sub else folder
-        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        if _has_tokenizer_files(folder):
             return _load_tokenizer_folder(folder, source)
     if not _hub_offline():
         try:
@@ -863,7 +878,7 @@ def _assemble(
         module.eval().requires_grad_(False)
         module.to(device=device, dtype=module_dtype)
     parts.identity["scheduler"] = _scheduler_identity(parts.scheduler_note)
-    out.info(f"model ready on {device} in {dtype_name(dtype)}: {describe_identity(parts.identity)}")
+    out.info(f"model ready on {device} in {dtype_name(dtype)} ({_short_identity(parts.identity)})")
     return DiffusionModel(
         unet=parts.unet,
         vae=parts.vae,
@@ -985,22 +1000,23 @@ def _loading(what: str, where: Path) -> Iterator[None]:
 @contextmanager
 def _quiet_libraries() -> Iterator[None]:
     """diffusers/transformers log warnings and progress bars users cannot act on; mute them."""
-    try:
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-    except ImportError:  # pragma: no cover - both are dependencies
-        yield
-        return
-    old = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity())
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity())
+    bars = transformers_logging.is_progress_bar_enabled()
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         yield
     finally:
-        diffusers_logging.set_verbosity(old[0])
-        transformers_logging.set_verbosity(old[1])
+        diffusers_logging.set_verbosity(verbosity[0])
+        transformers_logging.set_verbosity(verbosity[1])
         diffusers_logging.enable_progress_bar()
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 __all__ = [
