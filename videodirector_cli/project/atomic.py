@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=TEMP_PREFIX, suffix=suffix if suffix is not None else target.suffix, dir=target.parent
+        prefix=TEMP_PREFIX,
+        suffix=suffix if suffix is not None else target.suffix,
+        dir=target.parent,
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -76,3 +79,47 @@ def remove_temp_files(folder: Path) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+# Folders ---------------------------------------------------------------------------------------
+# A stage that writes a set of files (masks, an edit) builds the new set in a staging folder beside
+# the target and swaps it in with renames, so readers see the old set or the new one, never a mix.
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh staging folder beside ``target`` (same filesystem, so renames are atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{target.name}-new-", dir=target.parent))
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Replace folder ``target`` by ``staging``; on failure the old folder is put back."""
+    old: Path | None = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{target.name}-old-", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Clean up after a process killed inside ``replace_dir`` or while staging.
+
+    If it died between its two renames, ``target`` is missing and its old copy is put back;
+    every other leftover staging folder of ``target`` is removed. Call it under the project lock.
+    """
+    for old in sorted(target.parent.glob(f"{TEMP_PREFIX}{target.name}-old-*")):
+        saved = old / target.name
+        if not target.exists() and saved.exists():
+            os.replace(saved, target)
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in target.parent.glob(f"{TEMP_PREFIX}{target.name}-new-*"):
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -9,9 +9,7 @@ the previous masks exactly as they were.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from videodirector_cli.masks import importer, sam2_backend, shapes
 from videodirector_cli.masks.ellipse import add_ellipse
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
-from videodirector_cli.project.atomic import TEMP_PREFIX
+from videodirector_cli.project.atomic import recover_dir, replace_dir, staging_dir
 from videodirector_cli.project.fingerprint import hash_files, short
 from videodirector_cli.project.manifest import NO_MASK
 from videodirector_cli.project.paths import ProjectPaths
@@ -37,7 +35,6 @@ from videodirector_cli.project.store import Project
 
 DEFAULT_PREVIEW_FPS = 8.0
 SHEET_THUMB_WIDTH = 256
-_STAGING_PREFIX = f"{TEMP_PREFIX}masks-"
 
 
 @dataclass
@@ -238,44 +235,6 @@ def _write_set(staging: Path, masks: np.ndarray, frames: np.ndarray, fps: float)
     write_mp4(staging / layout.mask_overlay_video.name, overlays, fps)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` with two renames; put the old one back on failure."""
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old / target.name, target)
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    _fsync_dir(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_leftovers(root: Path) -> None:
-    """Staging folders of runs that were killed (we hold the lock, so none is in use)."""
-    for leftover in root.glob(f"{_STAGING_PREFIX}*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _stale_dependents(project: Project, masks_hash: str) -> list[str]:
     stale = []
     for kind, records in (
@@ -319,13 +278,13 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> MaskOutc
         coverage = [round(float(m.mean()), 6) for m in masks]
         params = {"method": request.method, **details, "ellipse": ellipse}
 
-        _remove_leftovers(project.paths.root)
-        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=project.paths.root))
+        recover_dir(project.paths.masks_dir)
+        staging = staging_dir(project.paths.masks_dir)
         try:
             _write_set(staging, masks, frames, _preview_fps(project))
             inputs = lineage.inputs_for(project.manifest, ["frames"])
             with project.stage(("masks", None), params=params, inputs=inputs) as run:
-                _swap_in(staging, project.paths.masks_dir)
+                replace_dir(staging, project.paths.masks_dir)
                 masks_hash = hash_files(project.paths.mask_files(info.count))
                 run.record.outputs["masks"] = masks_hash
                 run.record.metrics.update(
