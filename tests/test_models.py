@@ -338,9 +338,12 @@ def test_hub_id_not_cached_offline_is_fast_and_says_what_to_fetch():
     assert elapsed < 5, f"took {elapsed:.1f} s: no retries expected"
 
 
-def test_default_model_not_cached_names_the_default():
-    with pytest.raises(ModelError, match=f"hf download {models.DEFAULT_MODEL}"):
+def test_default_setup_not_cached_names_every_download_in_one_line():
+    with pytest.raises(ModelError) as info:
         load_model(ModelSpec())
+    text = one_line(info.value)
+    for repo in (models.DEFAULT_MODEL, models.DEFAULT_MOTION_ADAPTER, models.DEFAULT_VAE):
+        assert f"hf download {repo}" in text
 
 
 def test_single_file_without_local_tokenizer(single_file_setup, monkeypatch, tmp_path):

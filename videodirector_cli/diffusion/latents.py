@@ -8,7 +8,7 @@ VAE treats every image on its own (GroupNorm is per sample), so chunking does no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,13 +51,18 @@ def tensor_to_frames(images: torch.Tensor) -> np.ndarray:
     return scaled.to(dtype=torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def _vae(model: DiffusionModel) -> Any:
+    """The VAE as an untyped module (diffusers' classes confuse the type checker)."""
+    return model.vae
+
+
 def _vae_dtype_device(model: DiffusionModel) -> tuple[torch.dtype, torch.device]:
-    parameter = next(model.vae.parameters())
+    parameter = next(_vae(model).parameters())
     return parameter.dtype, parameter.device
 
 
 def _shift(model: DiffusionModel) -> float:
-    shift = getattr(model.vae.config, "shift_factor", None)
+    shift = getattr(_vae(model).config, "shift_factor", None)
     return float(shift) if shift is not None else 0.0
 
 
@@ -74,14 +79,14 @@ def encode_frames(
         raise ValueError(f"expected frames (F, H, W, 3), got shape {frames.shape}")
     check_frame_size(model, frames.shape[1], frames.shape[2])
     vae_dtype, vae_device = _vae_dtype_device(model)
-    scale = float(model.vae.config.scaling_factor)
+    scale = float(_vae(model).config.scaling_factor)
     shift = _shift(model)
     parts = []
     with torch.no_grad():
         for start in range(0, frames.shape[0], max(1, chunk)):
             pixels = frames_to_tensor(frames[start : start + chunk])
             pixels = pixels.to(device=vae_device, dtype=vae_dtype)
-            mean = model.vae.encode(pixels).latent_dist.mean
+            mean = _vae(model).encode(pixels).latent_dist.mean
             parts.append(((mean.float() - shift) * scale).to(model.device))
     latents = torch.cat(parts)  # (F, C, h, w)
     return latents.permute(1, 0, 2, 3).unsqueeze(0).contiguous()
@@ -96,13 +101,13 @@ def decode_latents(
     if latents.ndim != 5 or latents.shape[0] != 1:
         raise ValueError(f"expected latents (1, C, F, h, w), got shape {tuple(latents.shape)}")
     vae_dtype, vae_device = _vae_dtype_device(model)
-    scale = float(model.vae.config.scaling_factor)
+    scale = float(_vae(model).config.scaling_factor)
     shift = _shift(model)
     per_frame = latents[0].permute(1, 0, 2, 3)  # (F, C, h, w)
     out = []
     with torch.no_grad():
         for start in range(0, per_frame.shape[0], max(1, chunk)):
             part = per_frame[start : start + chunk].float() / scale + shift
-            images = model.vae.decode(part.to(device=vae_device, dtype=vae_dtype)).sample
+            images = _vae(model).decode(part.to(device=vae_device, dtype=vae_dtype)).sample
             out.append(tensor_to_frames(images.clamp(-1, 1)))
     return np.concatenate(out)

@@ -124,11 +124,10 @@ def load_model(spec: ModelSpec, output: Output | None = None) -> DiffusionModel:
     name = (spec.model or DEFAULT_MODEL).strip()
     if name == BUILTIN_TINY:
         return _load_tiny(spec, device, dtype, out)
+    vae_ref = spec.vae if spec.vae is not None else (DEFAULT_VAE if spec.model is None else None)
+    _report_all_missing_downloads(name, spec.motion_adapter, vae_ref)
     with oom_guard(LOAD_OOM_ADVICE), _quiet_libraries():
         parts = _load_toy(out) if name == BUILTIN_TOY else _load_base(name, out)
-        vae_ref = (
-            spec.vae if spec.vae is not None else (DEFAULT_VAE if spec.model is None else None)
-        )
         if vae_ref is not None:
             parts.vae, parts.identity["vae"] = _load_vae(vae_ref, out)
         elif parts.vae is None:
@@ -138,6 +137,36 @@ def load_model(spec: ModelSpec, output: Output | None = None) -> DiffusionModel:
             )
         _attach_motion(parts, spec.motion_adapter, out)
         return _assemble(parts, device, dtype, out)
+
+
+def _report_all_missing_downloads(model: str, adapter: str | None, vae: str | None) -> None:
+    """Offline, name every hub download still missing in one line (not one per attempt)."""
+    if not _hub_offline():
+        return
+    wanted: list[tuple[str, str, tuple[str, ...]]] = [("model", model, BASE_PATTERNS)]
+    if adapter is not None or model == DEFAULT_MODEL:
+        wanted.append(("motion adapter", adapter or DEFAULT_MOTION_ADAPTER, ADAPTER_PATTERNS))
+    if vae is not None:
+        wanted.append(("VAE", vae, VAE_PATTERNS))
+    missing: list[tuple[str, str, tuple[str, ...]]] = []
+    for role, ref, patterns in wanted:
+        if ref in BUILTINS or Path(ref).expanduser().exists() or _looks_like_path(ref):
+            continue
+        if not HUB_ID.match(ref):
+            continue  # hub files and odd names get their own error later
+        snapshot = _cached_snapshot(ref)
+        if snapshot is None or not _has_any(snapshot, patterns):
+            missing.append((role, ref, patterns))
+    if len(missing) < 2:
+        return
+    names = ", ".join(f"{role} {ref}" for role, ref, _ in missing)
+    commands = "; ".join(
+        f"hf download {ref} {_include_args(patterns)}".strip() for _, ref, patterns in missing
+    )
+    raise ModelError(
+        f"not available locally (HF_HUB_OFFLINE is set): {names}",
+        hint=f"fetch them with: {commands} (see docs/models.md), or pass local paths",
+    )
 
 
 def _short_identity(identity: dict[str, str]) -> str:
@@ -508,6 +537,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """The tensors of a .safetensors or .ckpt/.pt file (no pickled objects: weights only)."""
     import torch
 
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -794,7 +824,7 @@ def _adapter_from_file(path: Path) -> Any:
     config = motion_config_from_state(state)
     config.pop("_class_name", None)
     with _loading("the motion module", path):
-        adapter = MotionAdapter(**config)
+        adapter: Any = MotionAdapter(**config)
         result = adapter.load_state_dict(convert_motion_state(state), strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("pos_embed.pe")]
     if missing or result.unexpected_keys:
@@ -830,12 +860,12 @@ def _load_vae(ref: str, out: Output) -> tuple[Any, str]:
     folder = path
     if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
         folder = folder / "vae"
-    kind = (
+    vae_kind = (
         _read_config(folder / "config.json").get("_class_name")
         if (folder / "config.json").is_file()
         else None
     )
-    if kind != "AutoencoderKL":
+    if vae_kind != "AutoencoderKL":
         raise ModelError(
             f"{ref} is not a VAE folder (config.json with _class_name AutoencoderKL, or a vae/ "
             "subfolder)"
@@ -868,6 +898,8 @@ def _assemble(
 
     from videodirector_cli.diffusion.components import DiffusionModel
 
+    if parts.vae is None:  # load_model guarantees a VAE; keep the type checker informed
+        raise ModelError("no VAE was loaded", hint="pass one with --vae")
     vae_dtype = dtype
     if dtype == torch.float16:
         # SD's VAE overflows in fp16 at 512 px (NaN/black frames); bf16 has fp32's range.
