@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from videodirector_cli import __version__
-from videodirector_cli.errors import ProjectError, UsageError
+from videodirector_cli.errors import LockedError, ProjectError, UsageError
 from videodirector_cli.media.decode import DecodedClip, FrameChoice, decode, parse_start
 from videodirector_cli.media.fit import check_fit, fit_frame, parse_size
 from videodirector_cli.media.frames import write_png
@@ -64,7 +64,7 @@ def check_destination(folder: Path, force: bool) -> bool:
             )
         read_manifest(ProjectPaths(folder).manifest)  # a damaged manifest is refused, not replaced
         if is_locked(ProjectPaths(folder).lock):
-            raise ProjectError(
+            raise LockedError(
                 f"another vdir process is writing {folder}",
                 hint="wait for it to finish, or stop it; nothing was changed",
             )
