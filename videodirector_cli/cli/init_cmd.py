@@ -16,6 +16,7 @@ def init(
     video: Annotated[
         Path,
         typer.Argument(
+            metavar="VIDEO",
             help="The video: anything ffmpeg reads (mp4, mov, webm, mkv, gif, ...). Audio is "
             "ignored; rotation metadata is applied.",
             show_default=False,
@@ -24,7 +25,7 @@ def init(
     folder: Annotated[
         Path,
         typer.Argument(
-            metavar="[DIR]",
+            metavar="DIR",
             help="Project folder: new, empty, or (with --force) an existing project. "
             "Default: the current folder, like git init.",
         ),

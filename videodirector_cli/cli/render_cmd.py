@@ -16,7 +16,7 @@ def render(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[NAME]...",
+            metavar="NAME",
             help="What to render: 'source' (the project's frames) or the name of an edit. "
             "Default: every up-to-date edit, or the source when there is none.",
             show_default=False,
