@@ -128,6 +128,14 @@ def _reconstruction_after(stored: StoredInversion, index: int) -> torch.Tensor:
     raise ValueError("the stored inversion lacks the final reconstructed latent")
 
 
+@dataclass
+class EditRun:
+    latents: torch.Tensor
+    """Final edit latents (1, C, F, h, w), float32, on the model's device."""
+    applied: dict[str, int]
+    """Layer calls each control touched ('sa1', 'sa2', 'cross'), over all steps."""
+
+
 def edit_latents(
     model: DiffusionModel,
     stored: StoredInversion,
@@ -138,10 +146,23 @@ def edit_latents(
     callback: StepCallback | None = None,
     source_prompt: str | None = None,
 ) -> torch.Tensor:
-    """Run the edit; returns the final edit latents (1, C, F, h, w) float32 on model.device.
+    """Run the edit; returns the final edit latents (1, C, F, h, w) float32 on model.device."""
+    return run_edit_path(
+        model, stored, edit_prompt, settings, masks, counter, callback, source_prompt
+    ).latents
 
-    ``masks``: (F, H, W) bool foreground at frame (or any) resolution, or None.
-    """
+
+def run_edit_path(
+    model: DiffusionModel,
+    stored: StoredInversion,
+    edit_prompt: str,
+    settings: EditSettings,
+    masks: torch.Tensor | None = None,
+    counter: PassCounter | None = None,
+    callback: StepCallback | None = None,
+    source_prompt: str | None = None,
+) -> EditRun:
+    """The editing loop. ``masks``: (F, H, W) bool foreground at frame (or any) resolution."""
     import torch
 
     from videodirector_cli.diffusion.attention.controller import edit_attention
@@ -209,4 +230,4 @@ def edit_latents(
                 )
             if callback is not None:
                 callback(index, latent)
-    return latent
+    return EditRun(latent, dict(controller.applied))

@@ -444,7 +444,7 @@ def _run_locked(
 ) -> dict[str, Any]:
     import torch
 
-    from videodirector_cli.diffusion.editing import edit_latents
+    from videodirector_cli.diffusion.editing import run_edit_path
     from videodirector_cli.diffusion.passes import PassCounter
 
     if request.seed is not None:
@@ -471,7 +471,7 @@ def _run_locked(
                 bar.advance(1)
                 run.checkpoint(index + 1)
 
-            latents = edit_latents(
+            outcome = run_edit_path(
                 model,
                 stored,
                 request.prompt,
@@ -482,9 +482,10 @@ def _run_locked(
                 source_prompt=params["source_prompt"],
             )
             edit_seconds = time.perf_counter() - started
-            frames = _write_edit(staging, project, name, model, latents)
+            frames = _write_edit(staging, project, name, model, outcome.latents)
             metrics = {
                 "passes": counter.as_dict(),
+                "controls_applied": outcome.applied,
                 "edit_seconds": round(edit_seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
                 "frames": frames,
