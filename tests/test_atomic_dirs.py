@@ -56,3 +56,11 @@ def test_recover_after_a_kill_between_the_two_renames(tmp_path: Path) -> None:
     recover_dir(target)
     assert (target / "a.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "f.json"
+    atomic.atomic_write_json(target, {"a": 1})
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -18,6 +18,16 @@ from typing import Any
 TEMP_PREFIX = ".tmp-"
 
 
+def _default_file_mode() -> int:
+    """0o666 minus the umask: what a plain open() would give (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -51,6 +61,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
