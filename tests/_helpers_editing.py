@@ -78,9 +78,96 @@ def make_stored_inversion(
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_inversion(steps: int, frames: int) -> StoredInversion:
+    return make_stored_inversion(tiny_model(), steps=steps, frames=frames)
+
+
 def box_masks(frames: int = FRAMES, size: int = LATENT * 2) -> torch.Tensor:
     """(F, size, size) bool: a box in the middle of each frame, moving right one pixel a frame."""
     masks = torch.zeros(frames, size, size, dtype=torch.bool)
     for f in range(frames):
         masks[f, size // 4 : size // 2 + size // 8, size // 4 + f : size // 2 + f] = True
     return masks
+
+
+def make_project_with_inversion(
+    root, steps: int = 2, frames: int = 4, masks: bool = False, identity=None
+):
+    """A project folder holding frames, optionally masks, and one finished inversion.
+
+    Frames are random 32x32 images (the tiny model's VAE halves them to 16x16 latents); the
+    inversion is made up (see make_stored_inversion), not an inversion of those frames.
+    """
+    import numpy as np
+
+    from videodirector_cli.media.frames import write_mask, write_png
+    from videodirector_cli.project import lineage
+    from videodirector_cli.project.fingerprint import hash_files
+    from videodirector_cli.project.manifest import StageRecord
+    from videodirector_cli.project.store import Project
+    from videodirector_cli.stages.inversion_files import InversionFiles, StepResult
+
+    model = tiny_model()
+    stored = _cached_inversion(steps, frames)
+    project = Project.create(root)
+    with project.writing("test"):
+        project.manifest.prompt = SOURCE
+        images = np.random.default_rng(0).integers(0, 256, (frames, 32, 32, 3), dtype=np.uint8)
+        frame_files = project.paths.frame_files(frames)
+        for path, image in zip(frame_files, images):
+            write_png(path, image)
+        frames_hash = hash_files(frame_files)
+        project.manifest.frames = StageRecord(
+            status="done", params={"frames": frames}, outputs={"frames": frames_hash}
+        )
+        if masks:
+            files = project.paths.mask_files(frames)
+            for index, mask in enumerate(box_masks(frames).numpy()):
+                write_mask(files[index], np.asarray(mask))
+            project.manifest.masks = StageRecord(
+                status="done",
+                inputs={"frames": frames_hash},
+                outputs={"masks": hash_files(files)},
+            )
+        key = stored.key
+        inversion = InversionFiles(project.paths.inversion_dir(key))
+        inversion.save_pivots(key, stored.pivots, stored.timesteps)
+        for index in range(steps):
+            inversion.save_step(
+                key,
+                StepResult(
+                    step=index,
+                    timestep=stored.timesteps[index],
+                    null=stored.nulls[index],
+                    latent=stored.latents[index],
+                    next_latent=stored.next_latents[index],
+                    guidance=stored.guidance[index],
+                ),
+            )
+        params = {
+            "prompt": SOURCE,
+            "steps": steps,
+            "guidance_scale": CFG,
+            "model": {"model": "tiny"},
+            "model_identity": identity or dict(model.identity),
+        }
+        inversion.save_info({"params": params})
+        project.manifest.inversions[key] = StageRecord(
+            status="done",
+            params=params,
+            inputs=lineage.inputs_for(project.manifest, ["frames", "masks", "prompt"]),
+            outputs={"inversion": inversion.content_hash(steps)},
+        )
+        project.manifest.current_inversion = key
+        project.save()
+    return project, stored
+
+
+def fast_model_loader(spec, output=None):
+    """Stand-in for diffusion.models.load_model: the cached tiny model, for 'tiny' only."""
+    from videodirector_cli.errors import ModelError
+
+    if spec.model != "tiny":
+        raise ModelError(f"test loader knows only 'tiny', not {spec.model!r}")
+    return tiny_model()

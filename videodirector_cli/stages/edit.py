@@ -13,10 +13,8 @@ params, the inversion and mask hashes it read, and the frames' hash (``outputs["
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from videodirector_cli.errors import MissingPrerequisiteError, StaleError, UsageError
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
-from videodirector_cli.project.atomic import atomic_path, atomic_write_json
+from videodirector_cli.project.atomic import (
+    atomic_path,
+    atomic_write_json,
+    recover_dir,
+    replace_dir,
+    staging_dir,
+)
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.manifest import StageRecord, stage_state
 from videodirector_cli.project.store import Project
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 
 LATENTS_NAME = "latents.safetensors"
 INFO_NAME = "edit.json"
-STAGING_PREFIX = ".tmp-edit-"
 RESERVED_NAMES = ("source",)
 """`vdir render source` renders the project's own frames: no edit may take that name."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -402,8 +405,8 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str
     stored = _load_inversion(project, key, record)
     if masks is None and request.sa2:
         output.info(
-            "no mask: SA-II lets the edit attend to every reconstruction key "
-            "(there is no edited region to mask out)"
+            "no mask: SA-II has nothing to mask out, so the edit attends to every "
+            "reconstruction key (run vdir mask to keep source content out of the edited object)"
         )
     with project.writing("edit"):
         resolve_inversion(project, key)  # the manifest was re-read under the lock
@@ -455,12 +458,11 @@ def _run_locked(
         project.manifest, [f"inversion:{key}", "masks"], use_masks=masks is not None
     )
     paths = project.paths
-    paths.edits_dir.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(paths.edits_dir)
+    recover_dir(paths.edit_dir(name))
     counter = PassCounter()
     steps = stored.steps
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=paths.edits_dir))
+    staging = staging_dir(paths.edit_dir(name))
     try:
         with (
             project.stage(("edits", name), params, inputs, total=steps) as run,
@@ -494,7 +496,7 @@ def _run_locked(
                 staging / INFO_NAME,
                 {"name": name, "params": params, "metrics": metrics, "seed": request.seed},
             )
-            _swap_in(staging, paths.edit_dir(name))
+            replace_dir(staging, paths.edit_dir(name))
             run.record.outputs = {
                 "edit": hash_files([paths.edit_frame(name, i) for i in range(frames)]),
                 "latents": hash_file(paths.edit_dir(name) / LATENTS_NAME),
@@ -536,27 +538,3 @@ def _write_edit(folder: Path, project: Project, name: str, model: DiffusionModel
     for index, image in enumerate(images):
         write_png(folder / project.paths.edit_frame(name, index).relative_to(final), image)
     return len(images)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` with renames; the old folder goes only at the end."""
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old / target.name, target)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_leftovers(edits_dir: Path) -> None:
-    """Staging folders of killed runs (we hold the lock, so none is in use)."""
-    for leftover in edits_dir.glob(f"{STAGING_PREFIX}*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
