@@ -211,6 +211,7 @@ def run_edit_path(
                 counter=counter,
                 purpose="edit",
             )
+            assert eps is not None  # a full forward always returns eps
             guidance = stored.guidance[index]
             guided = apply_guidance(
                 classifier_free(eps[0:1], eps[1:2], settings.guidance_scale),
