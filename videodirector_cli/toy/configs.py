@@ -27,10 +27,10 @@ VAE_CONFIG = dict(
     out_channels=3,
     down_block_types=("DownEncoderBlock2D",) * 3,
     up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(32, 64, 64),
+    block_out_channels=(16, 32, 64),
     layers_per_block=1,
     latent_channels=LATENT_CHANNELS,
-    norm_num_groups=16,
+    norm_num_groups=8,
     sample_size=SAMPLE_SIZE,
     scaling_factor=1.0,  # replaced after VAE training by 1 / std of the latents
 )

@@ -1,0 +1,453 @@
+"""Train the toy AnimateDiff-architecture model on the procedural world (CPU, under an hour).
+
+    python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights \
+        --work /work/toy-train --vae-steps 600 --unet-steps 4000 --max-minutes 70
+
+Stage A trains the ``AutoencoderKL`` on single frames (L1 + MSE reconstruction, small KL), then
+sets its ``scaling_factor`` to 1 / std of the latents. Stage B trains the ``CLIPTextModel`` jointly
+with the ``UNetMotionModel`` (UNet2DConditionModel + MotionAdapter) with the standard epsilon
+prediction loss on VAE latents of 16-frame clips, dropping the caption to "" 10 % of the time so
+classifier-free guidance works. Clips are generated on the fly from seeds < ``--train-seeds``
+(all far below ``world.HELDOUT_SEED_START``) with held-out attribute combinations excluded.
+
+Everything is seeded from ``--seed`` and the step index, so a resumed run draws the same data and
+noise as an uninterrupted one. The run checkpoints to ``--work``/state.pt (atomic replace) every
+``--ckpt-minutes`` and on exit; running the same command again resumes. When training is done
+(or ``--max-minutes`` is spent) it writes the diffusers pipeline folder to ``--out`` and the
+loss-curve PNG to ``--work``/loss.png (and ``--loss-png`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import configs, vocab, world
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+def clip_tensor(clip: world.ToyClip) -> torch.Tensor:
+    """(F, 3, H, W) float in [-1, 1]."""
+    x = torch.from_numpy(clip.frames).float().permute(0, 3, 1, 2)
+    return x / 127.5 - 1.0
+
+
+def step_rng(seed: int, stage: str, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, {"vae": 1, "unet": 2}[stage], step])
+
+
+def vae_batch(seed: int, step: int, args) -> torch.Tensor:
+    rng = step_rng(seed, "vae", step)
+    frames = []
+    per_clip = 4
+    for _ in range(args.vae_batch // per_clip):
+        s = int(rng.integers(args.train_seeds))
+        clip = world.make_clip(s, frames=configs.NUM_FRAMES, p_second=0.3, split="train")
+        idx = rng.choice(clip.num_frames, size=per_clip, replace=False)
+        frames.append(clip_tensor(clip)[idx])
+    return torch.cat(frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# plotting (PIL only: no matplotlib here)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_losses(series: dict[str, list[float]], path: Path, title: str = "toy model training") -> None:
+    """Log-scale loss curves (smoothed) side by side, one panel per series, as a PNG."""
+    from PIL import Image, ImageDraw
+
+    names = [k for k, v in series.items() if v]
+    if not names:
+        return
+    pw, ph, pad = 360, 240, 44
+    img = Image.new("RGB", (pw * len(names), ph + 30), "white")
+    d = ImageDraw.Draw(img)
+    d.text((8, 6), title, fill="black")
+    for k, name in enumerate(names):
+        y = np.asarray(series[name], dtype=np.float64)
+        y = np.clip(y, 1e-8, None)
+        win = max(1, len(y) // 50)
+        sm = np.convolve(y, np.ones(win) / win, mode="valid") if len(y) > win else y
+        ly = np.log10(sm)
+        lo, hi = float(ly.min()), float(ly.max())
+        if hi - lo < 1e-6:
+            hi = lo + 1
+        x0, y0 = k * pw + pad, 30
+        w, h = pw - pad - 10, ph - 40
+        d.rectangle([x0, y0, x0 + w, y0 + h], outline="black")
+        for dec in range(math.floor(lo), math.ceil(hi) + 1):
+            for m in (1, 2, 5):
+                v = math.log10(m) + dec
+                if lo <= v <= hi:
+                    yy = y0 + h - (v - lo) / (hi - lo) * h
+                    d.line([x0 - 4, yy, x0, yy], fill="black")
+                    d.text((x0 - pad + 2, yy - 6), f"{m * 10.0 ** dec:.0e}", fill="black")
+                    d.line([x0, yy, x0 + w, yy], fill=(225, 225, 225))
+        pts = [
+            (x0 + i / max(1, len(ly) - 1) * w, y0 + h - (v - lo) / (hi - lo) * h)
+            for i, v in enumerate(ly)
+        ]
+        if len(pts) > 1:
+            d.line(pts, fill=(200, 40, 40), width=2)
+        d.text((x0 + 4, y0 + h + 4), f"{name}: {len(y)} steps, last {sm[-1]:.4f}", fill="black")
+    tmp = path.with_suffix(".tmp.png")
+    img.save(tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpointing
+# ---------------------------------------------------------------------------------------------
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(args.seed)
+        self.tok_dir = self.work / "tokenizer"
+        vocab.save_tokenizer_files(self.tok_dir)
+        from transformers import CLIPTokenizer
+
+        self.tokenizer = CLIPTokenizer.from_pretrained(str(self.tok_dir))
+        self.vae = configs.build_vae()
+        tk = self.tokenizer
+        self.text_encoder = configs.build_text_encoder(
+            len(tk), tk.bos_token_id, tk.eos_token_id, tk.pad_token_id
+        )
+        self.unet = configs.build_unet()
+        self.noise_scheduler = configs.build_train_scheduler()
+        self.opt_vae = torch.optim.AdamW(self.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
+        self.opt_unet = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
+        self.vae_step = 0
+        self.unet_step = 0
+        self.seconds = {"vae": 0.0, "unet": 0.0}
+        self.losses: dict[str, list[float]] = {"vae_rec": [], "vae_kl": [], "unet_eps": []}
+        self.latent_cache: dict[int, torch.Tensor] = {}
+        self.state_path = self.work / "state.pt"
+        if self.state_path.exists():
+            self.load()
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "args": vars(self.args),
+            "vae": self.vae.state_dict(),
+            "vae_scaling": self.vae.config.scaling_factor,
+            "text_encoder": self.text_encoder.state_dict(),
+            "unet": self.unet.state_dict(),
+            "opt_vae": self.opt_vae.state_dict(),
+            "opt_unet": self.opt_unet.state_dict(),
+            "vae_step": self.vae_step,
+            "unet_step": self.unet_step,
+            "seconds": self.seconds,
+            "losses": self.losses,
+        }
+
+    def save(self) -> None:
+        atomic_torch_save(self.state(), self.state_path)
+        (self.work / "progress.json").write_text(
+            json.dumps(
+                {
+                    "vae_step": self.vae_step,
+                    "unet_step": self.unet_step,
+                    "seconds": self.seconds,
+                    "last_unet_loss": float(np.mean(self.losses["unet_eps"][-50:]))
+                    if self.losses["unet_eps"]
+                    else None,
+                },
+                indent=1,
+            )
+        )
+        plot_losses(self.losses, self.work / "loss.png")
+
+    def load(self) -> None:
+        st = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        self.vae.load_state_dict(st["vae"])
+        self.vae.register_to_config(scaling_factor=st["vae_scaling"])
+        self.text_encoder.load_state_dict(st["text_encoder"])
+        self.unet.load_state_dict(st["unet"])
+        self.opt_vae.load_state_dict(st["opt_vae"])
+        self.opt_unet.load_state_dict(st["opt_unet"])
+        self.vae_step, self.unet_step = st["vae_step"], st["unet_step"]
+        self.seconds, self.losses = st["seconds"], st["losses"]
+        _log(f"resumed from {self.state_path}: vae step {self.vae_step}, unet step {self.unet_step}")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def lr_at(self, step: int, total: int, base: float, warmup: int = 100, time_frac: float = 0.0) -> float:
+        """Linear warm-up, then cosine decay to 10 %. ``time_frac`` (share of the wall-clock
+        budget spent) makes the decay finish in time when the budget, not the step count, ends
+        the run."""
+        if step < warmup:
+            return base * (step + 1) / warmup
+        p = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
+        return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    def plain_log(self, stage: str, step: int, text: str) -> None:
+        """One line every 100 steps when stderr is not a terminal (the bar is not drawn then)."""
+        if step % 100 == 0 and not sys.stderr.isatty():
+            spent = self.seconds["vae"] + self.seconds["unet"]
+            _log(f"[{stage} {step}] {text} ({spent / 60:.1f} min)")
+
+    def unet_time_frac(self) -> float:
+        budget = self.args.max_minutes * 60 - self.seconds["vae"]
+        return self.seconds["unet"] / max(1.0, budget)
+
+    def out_of_time(self) -> bool:
+        spent = self.seconds["vae"] + self.seconds["unet"]
+        return spent > self.args.max_minutes * 60
+
+    # -- stage A ----------------------------------------------------------------------------
+    def train_vae(self, progress, task) -> None:
+        a = self.args
+        self.vae.train()
+        last_ckpt = time.time()
+        while self.vae_step < a.vae_steps and not self.out_of_time():
+            t0 = time.time()
+            x = vae_batch(a.seed, self.vae_step, a)
+            for g in self.opt_vae.param_groups:
+                g["lr"] = self.lr_at(self.vae_step, a.vae_steps, a.vae_lr, warmup=50)
+            torch.manual_seed(a.seed * 7919 + self.vae_step)
+            post = self.vae.encode(x).latent_dist
+            # posterior noise ramps in over the first half: a plain autoencoder first (fast to
+            # learn), a standard KL-VAE (safe to sample from) by the end
+            ramp = min(1.0, self.vae_step / max(1, a.vae_steps // 2))
+            z = post.mean + ramp * post.std * torch.randn_like(post.mean)
+            rec = self.vae.decode(z).sample
+            l_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+            kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
+            loss = l_rec + a.kl_weight * kl
+            self.opt_vae.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
+            self.opt_vae.step()
+            self.vae_step += 1
+            self.losses["vae_rec"].append(l_rec.item())
+            self.losses["vae_kl"].append(kl.item())
+            self.seconds["vae"] += time.time() - t0
+            progress.update(task, completed=self.vae_step, info=f"rec {l_rec.item():.4f}")
+            self.plain_log("vae", self.vae_step, f"rec {l_rec.item():.4f} kl {kl.item():.3f}")
+            if time.time() - last_ckpt > a.ckpt_minutes * 60:
+                self.save()
+                last_ckpt = time.time()
+        if self.vae_step >= a.vae_steps and self.vae.config.scaling_factor == 1.0:
+            self.set_scaling()
+        self.save()
+
+    @torch.no_grad()
+    def set_scaling(self) -> None:
+        self.vae.eval()
+        zs = []
+        for s in range(64):
+            clip = world.make_clip(10_000_000 + s, p_second=0.3, split="train")
+            zs.append(self.vae.encode(clip_tensor(clip)).latent_dist.mean)
+        std = float(torch.cat(zs).std())
+        self.vae.register_to_config(scaling_factor=1.0 / std)
+        _log(f"VAE latent std {std:.4f} -> scaling_factor {1.0 / std:.4f}")
+
+    # -- stage B ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def latents_for(self, seed: int) -> tuple[torch.Tensor, str]:
+        clip = world.make_clip(seed, frames=configs.NUM_FRAMES, p_second=self.args.p_second, split="train")
+        if seed not in self.latent_cache:
+            z = self.vae.encode(clip_tensor(clip)).latent_dist.mean  # (F, 4, h, w)
+            self.latent_cache[seed] = (z * self.vae.config.scaling_factor).half()
+        return self.latent_cache[seed].float(), clip.caption
+
+    def encode_text(self, captions: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(
+            captions, padding="max_length", max_length=vocab.MAX_LENGTH, truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids)[0]
+
+    def train_unet(self, progress, task) -> None:
+        a = self.args
+        self.vae.eval()
+        self.unet.train()
+        self.text_encoder.train()
+        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
+        last_ckpt = time.time()
+        while self.unet_step < a.unet_steps and not self.out_of_time():
+            t0 = time.time()
+            rng = step_rng(a.seed, "unet", self.unet_step)
+            lat, caps = [], []
+            for _ in range(a.batch):
+                z, cap = self.latents_for(int(rng.integers(a.train_seeds)))
+                lat.append(z.permute(1, 0, 2, 3))  # (4, F, h, w)
+                caps.append("" if rng.random() < a.p_uncond else cap)
+            z0 = torch.stack(lat)  # (B, 4, F, h, w)
+            g = torch.Generator().manual_seed(a.seed * 1_000_003 + self.unet_step)
+            noise = torch.randn(z0.shape, generator=g)
+            t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (a.batch,), generator=g)
+            zt = self.noise_scheduler.add_noise(z0, noise, t)
+            for grp in self.opt_unet.param_groups:
+                grp["lr"] = self.lr_at(self.unet_step, a.unet_steps, a.unet_lr, time_frac=self.unet_time_frac())
+            emb = self.encode_text(caps)
+            emb = emb.repeat_interleave(z0.shape[2], dim=0)  # (B*F, 77, D), as the pipeline does
+            pred = self.unet(zt, t, encoder_hidden_states=emb).sample
+            loss = F.mse_loss(pred, noise)
+            self.opt_unet.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.opt_unet.step()
+            self.unet_step += 1
+            self.losses["unet_eps"].append(loss.item())
+            self.seconds["unet"] += time.time() - t0
+            recent = float(np.mean(self.losses["unet_eps"][-50:]))
+            progress.update(task, completed=self.unet_step, info=f"eps {recent:.4f}")
+            self.plain_log("unet", self.unet_step, f"eps(avg50) {recent:.4f}")
+            if time.time() - last_ckpt > a.ckpt_minutes * 60:
+                self.save()
+                last_ckpt = time.time()
+        self.save()
+
+    # -- export -----------------------------------------------------------------------------
+    def export(self, out: Path) -> None:
+        export_pipeline(self.vae, self.text_encoder, self.tok_dir, self.unet, out)
+
+
+def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
+    """Write the standard diffusers AnimateDiff folder (fp16 safetensors) atomically."""
+    import copy
+
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+    from transformers import CLIPTokenizer
+
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    unet = copy.deepcopy(unet).eval()
+    adapter_dir = tmp.with_name(tmp.name + "-adapter")
+    unet.save_motion_modules(str(adapter_dir))
+    adapter = MotionAdapter.from_pretrained(str(adapter_dir))
+    shutil.rmtree(adapter_dir)
+    pipe = AnimateDiffPipeline(
+        vae=copy.deepcopy(vae).eval(),
+        text_encoder=copy.deepcopy(text_encoder).eval(),
+        tokenizer=CLIPTokenizer.from_pretrained(str(tok_dir)),
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=configs.build_scheduler(),
+    )
+    # fp16 on disk for the diffusers models (they load as float32 unless a torch_dtype is
+    # given); the text encoder stays float32 because transformers loads weights in their saved
+    # dtype, and a float16 prompt embedding would make the pipeline run its UNet in float16.
+    for m in (pipe.vae, pipe.unet, pipe.motion_adapter):
+        m.to(torch.float16)
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    # the slow-tokenizer files too (vocab.json + merges.txt), next to tokenizer.json
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(Path(tok_dir) / name, tmp / "tokenizer" / name)
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            f.chmod(0o644)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m videodirector_cli.toy.train", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="diffusers pipeline folder to write at the end")
+    p.add_argument("--work", default="/work/toy-train", help="checkpoints, logs, loss.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--vae-batch", type=int, default=16, help="frames per VAE step")
+    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--unet-steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=2, help="clips (of 16 frames) per UNet step")
+    p.add_argument("--unet-lr", type=float, default=5e-4)
+    p.add_argument("--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt")
+    p.add_argument("--p-second", type=float, default=0.15, help="probability of a second object")
+    p.add_argument("--train-seeds", type=int, default=4000, help="clip seeds 0..N-1 are the training set")
+    p.add_argument("--max-minutes", type=float, default=70.0, help="wall-clock budget of training (both stages)")
+    p.add_argument("--ckpt-minutes", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--loss-png", default=None, help="also copy the loss-curve PNG here")
+    p.add_argument("--no-export", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.train_seeds >= world.HELDOUT_SEED_START:
+        raise SystemExit("--train-seeds must stay below the held-out seed range")
+    torch.set_num_threads(args.threads)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    import signal
+
+    def _term(signum, frame):  # a plain `kill` saves a checkpoint too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background
+        signal.signal(signal.SIGINT, _term)
+    tr = Trainer(args)
+    console = Console(stderr=True)
+    cols = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    )
+    start = time.time()
+    try:
+        with Progress(*cols, console=console, refresh_per_second=1) as progress:
+            ta = progress.add_task("VAE", total=args.vae_steps, completed=tr.vae_step, info="")
+            tb = progress.add_task("UNet+text", total=args.unet_steps, completed=tr.unet_step, info="")
+            tr.train_vae(progress, ta)
+            if tr.vae_step >= args.vae_steps:
+                tr.train_unet(progress, tb)
+    except KeyboardInterrupt:
+        _log("interrupted: saving checkpoint")
+        tr.save()
+        return 130
+    _log(
+        f"session {time.time() - start:.0f}s; total vae {tr.seconds['vae']:.0f}s "
+        f"({tr.vae_step} steps), unet {tr.seconds['unet']:.0f}s ({tr.unet_step} steps)"
+    )
+    if args.loss_png:
+        shutil.copyfile(tr.work / "loss.png", args.loss_png)
+    if not args.no_export and tr.vae_step >= args.vae_steps:
+        tr.export(Path(args.out))
+        _log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
