@@ -192,3 +192,16 @@ def test_names():
         with pytest.raises(UsageError):
             check_name(bad)
     assert parse_reweight(["tiger=2", "white = 0.5"]) == {"tiger": 2.0, "white": 0.5}
+
+
+def test_derived_names_take_the_next_free_suffix(tmp_path):
+    from videodirector_cli.stages.edit import EditRequest, choose_name
+
+    project = Project.create(tmp_path)
+    project.manifest.edits["white-tiger"] = StageRecord(status="done", params={"tau_s": 0.4})
+    request = EditRequest(prompt=TARGET)
+    assert choose_name(project, request, SOURCE, {"tau_s": 0.5}) == ("white-tiger-2", False)
+    project.manifest.edits["white-tiger-2"] = StageRecord(status="done", params={"tau_s": 0.5})
+    # the same params find their edit again (its files are gone here, so it is not up to date)
+    assert choose_name(project, request, SOURCE, {"tau_s": 0.5}) == ("white-tiger-2", False)
+    assert choose_name(project, request, SOURCE, {"tau_s": 0.6}) == ("white-tiger-3", False)
