@@ -161,6 +161,10 @@ def test_different_model_is_refused(tmp_path):
     assert_refused(tmp_path, [TARGET, "--model", "tiny"], 5, "another model")
 
 
+def test_bad_sa2_layer_spec(project_root):
+    assert_refused(project_root, [TARGET, "--sa2-layers", "up_blocks.7"], 2, "--sa2-layers")
+
+
 def test_blend_without_masks(project_root):
     assert_refused(project_root, [TARGET, "--blend"], 2, "no mask")
 

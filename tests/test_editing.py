@@ -49,6 +49,16 @@ def test_editing_with_the_source_prompt_reproduces_the_reconstruction():
     assert counter.forward_equivalents == 4 * STEPS
 
 
+def test_identity_with_one_shared_null_and_no_guidance():
+    """The shared-null variant (one (1, L, D) null for all frames) and an inversion without STDG."""
+    stored = make_stored_inversion(
+        tiny_model(), steps=STEPS, frames=4, shared_null=True, guidance=False
+    )
+    assert stored.nulls[0].shape[0] == 1 and stored.guidance[0] is None
+    run = run_edit_path(tiny_model(), stored, SOURCE, settings())
+    assert (run.latents - stored.next_latents[-1]).abs().max() <= 1e-4
+
+
 def test_an_edit_prompt_changes_the_result(stored):
     run = run_edit_path(tiny_model(), stored, TARGET, settings())
     assert (run.latents - stored.next_latents[-1]).abs().max() > 1e-2

@@ -260,9 +260,12 @@ def check_request(request: EditRequest, source_prompt: str) -> None:
 def check_tokens(model: DiffusionModel, source_prompt: str, settings: EditSettings, prompt: str):
     """Prompt length and word-to-token mappings through the model's own tokenizer."""
     from videodirector_cli.diffusion.attention import seq_align
+    from videodirector_cli.diffusion.attention.controller import parse_layer_spec
+    from videodirector_cli.diffusion.attention.layers import layers_of
     from videodirector_cli.diffusion.prompts import check_prompt
 
     check_prompt(model.tokenizer, prompt, "the edit prompt")
+    parse_layer_spec(layers_of(model.unet, "spatial_self"), settings.control.sa2_layers)
     mapping = seq_align.token_mapping(model.tokenizer, source_prompt, prompt, settings.mode)
     if settings.reweight:
         target = seq_align.tokenize_prompt(model.tokenizer, prompt)
@@ -380,7 +383,8 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str
     facts = inversion_facts(project, record)
     source_prompt = facts["prompt"]
     check_request(request, source_prompt)
-    masks = _load_masks(project, request.mask)
+    # Masks matter to SA-II and --blend only; an edit without either does not depend on them.
+    masks = _load_masks(project, request.mask) if (request.sa2 or request.blend) else None
     if request.blend and masks is None:
         raise UsageError(
             "--blend keeps the background outside the mask, but there is no mask",
