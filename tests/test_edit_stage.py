@@ -82,8 +82,13 @@ def test_edit_writes_its_folder_and_manifest_record(edited):
     assert not list(project.paths.edits_dir.glob(".tmp-*"))
 
 
-def test_rerunning_an_up_to_date_edit_does_nothing(edited):
+def test_rerunning_an_up_to_date_edit_does_nothing(edited, monkeypatch):
     root, _, _ = edited
+
+    def no_loading(spec, output=None):
+        raise AssertionError("an up-to-date edit must not load the model")
+
+    monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", no_loading)
     before = snapshot(root)
     result = vdir(root, TARGET, "--reweight", "tiger=2")
     assert result.exit_code == 0, result.output

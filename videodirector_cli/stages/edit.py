@@ -377,6 +377,41 @@ def _load_masks(project: Project, mode: str) -> np.ndarray | None:
     return load_project_masks(project)
 
 
+def edit_params(
+    request: EditRequest, facts: dict[str, Any], key: str, uses_masks: bool
+) -> dict[str, Any]:
+    """What the edit's result depends on (besides the inversion and masks' content), without the
+    model: an up-to-date edit is recognised before any weights are loaded."""
+    from videodirector_cli.diffusion.attention.controller import ControlSettings
+    from videodirector_cli.diffusion.attention.seq_align import choose_mode
+
+    return {
+        "prompt": request.prompt,
+        "source_prompt": facts["prompt"],
+        "inversion": key,
+        "mode": choose_mode(request.mode, facts["prompt"], request.prompt),
+        "reweight": dict(sorted(parse_reweight(request.reweight).items())),
+        "tau_s": request.tau_s,
+        "tau_c": request.tau_c,
+        "sa1": request.sa1,
+        "sa2": request.sa2,
+        "cross": request.cross,
+        "sa2_layers": request.sa2_layers,
+        "sa1_max_tokens": ControlSettings().sa1_max_tokens,
+        "guidance_scale": facts["guidance_scale"],
+        "blend": request.blend,
+        "blend_dilate_px": request.blend_dilate if request.blend else 0,
+        "mask": "project" if uses_masks else "none",
+    }
+
+
+def _up_to_date_result(name: str, key: str) -> dict[str, Any]:
+    return {
+        "result": {"name": name, "up_to_date": True, "inversion": key},
+        "human": f"edit {name} is up to date; nothing to do",
+    }
+
+
 def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str, Any]:
     """Validate, then edit; returns {"result": dict, "human": str}."""
     key, record = resolve_inversion(project, request.inversion)
@@ -390,22 +425,18 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str
             "--blend keeps the background outside the mask, but there is no mask",
             hint="run vdir mask first (or drop --blend)",
         )
+    params = edit_params(request, facts, key, masks is not None)
+    model_given = any(v is not None for v in (request.model, request.motion_adapter, request.vae))
+    if not model_given:  # a named model is checked against the inversion's first
+        name, up_to_date = choose_name(project, request, source_prompt, params)
+        if up_to_date:
+            return _up_to_date_result(name, key)
     model = load_edit_model(request, facts, output)
     settings = edit_settings(request, facts["guidance_scale"], model.vae_scale_factor)
-    mapping = check_tokens(model, source_prompt, settings, request.prompt)
-    params = {
-        "prompt": request.prompt,
-        "source_prompt": source_prompt,
-        "inversion": key,
-        **settings.as_params(),
-        "mode": mapping.kind,
-        "mask": "project" if masks is not None else "none",
-        "blend_dilate_px": request.blend_dilate if request.blend else 0,
-    }
+    check_tokens(model, source_prompt, settings, request.prompt)
     name, up_to_date = choose_name(project, request, source_prompt, params)
     if up_to_date:
-        message = f"edit {name} is up to date; nothing to do"
-        return {"result": {"name": name, "up_to_date": True, "inversion": key}, "human": message}
+        return _up_to_date_result(name, key)
     stored = _load_inversion(project, key, record)
     if masks is None and request.sa2:
         output.info(
@@ -416,11 +447,7 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str
         resolve_inversion(project, key)  # the manifest was re-read under the lock
         name, up_to_date = choose_name(project, request, source_prompt, params)
         if up_to_date:
-            message = f"edit {name} is up to date; nothing to do"
-            return {
-                "result": {"name": name, "up_to_date": True, "inversion": key},
-                "human": message,
-            }
+            return _up_to_date_result(name, key)
         return _run_locked(project, request, output, model, stored, settings, masks, name, params)
 
 
