@@ -50,6 +50,8 @@ class StepResult:
     guidance: torch.Tensor | None = None
     loss: float = 0.0
     iterations: int = 0
+    guidance_loss: float = 0.0
+    """The STDG loss at the step's start latent (0 when STDG is off)."""
 
 
 @dataclass
@@ -141,6 +143,7 @@ class InversionFiles:
             "timestep": str(result.timestep),
             "loss": repr(float(result.loss)),
             "iterations": str(int(result.iterations)),
+            "guidance_loss": repr(float(result.guidance_loss)),
             "format": str(FORMAT_VERSION),
         }
         with atomic_path(self.step_path(result.step)) as tmp:
@@ -157,6 +160,7 @@ class InversionFiles:
             guidance=tensors.get("guidance"),
             loss=float(metadata.get("loss", "nan")),
             iterations=int(metadata.get("iterations", "0")),
+            guidance_loss=float(metadata.get("guidance_loss", "0.0")),
         )
 
     def completed_steps(self, key: str | None = None) -> int:

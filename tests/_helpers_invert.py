@@ -1,0 +1,82 @@
+"""Fixtures for the inversion tests: a small project (4 frames of 16x16, latents 8x8 with the
+tiny model) and the cached tiny model."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from videodirector_cli.diffusion.tiny import build_tiny_model
+
+PROMPT = "a red ball rolling"
+FRAMES = 4
+SIZE = 16
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_model():
+    return build_tiny_model(seed=0)
+
+
+def ball_frames(count: int = FRAMES, size: int = SIZE) -> np.ndarray:
+    """A bright disk moving right on a gradient background: smooth, deterministic frames."""
+    y, x = np.mgrid[0:size, 0:size]
+    frames = np.zeros((count, size, size, 3), dtype=np.uint8)
+    for index in range(count):
+        frames[index, ..., 0] = (x * 255 // size).astype(np.uint8)
+        frames[index, ..., 2] = (y * 255 // size).astype(np.uint8)
+        disk = (x - (4 + 2 * index)) ** 2 + (y - size // 2) ** 2 <= (size // 5) ** 2
+        frames[index][disk] = (240, 220, 30)
+    return frames
+
+
+def ball_masks(count: int = FRAMES, size: int = SIZE) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    return np.stack(
+        [(x - (4 + 2 * i)) ** 2 + (y - size // 2) ** 2 <= (size // 4) ** 2 for i in range(count)]
+    )
+
+
+def make_invert_project(
+    root: Path, masks: bool = False, prompt: str | None = PROMPT, mask_count: int | None = None
+):
+    """A project as `vdir init` (and optionally `vdir mask`) leaves it."""
+    from videodirector_cli.media.frames import write_mask, write_png
+    from videodirector_cli.project.fingerprint import hash_files
+    from videodirector_cli.project.manifest import StageRecord
+    from videodirector_cli.project.store import Project
+
+    frames = ball_frames()
+    project = Project.create(root)
+    with project.writing("test"):
+        project.manifest.prompt = prompt
+        files = project.paths.frame_files(len(frames))
+        for path, image in zip(files, frames, strict=True):
+            write_png(path, image)
+        frames_hash = hash_files(files)
+        project.manifest.frames = StageRecord(
+            status="done", params={"frames": len(frames)}, outputs={"frames": frames_hash}
+        )
+        if masks:
+            count = mask_count or len(frames)
+            mask_files = project.paths.mask_files(count)
+            for path, mask in zip(mask_files, ball_masks(count), strict=True):
+                write_mask(path, mask)
+            project.manifest.masks = StageRecord(
+                status="done",
+                inputs={"frames": frames_hash},
+                outputs={"masks": hash_files(mask_files)},
+            )
+        project.save()
+    return Project.open(root)
+
+
+def fast_model_loader(spec, output=None):
+    """Stand-in for diffusion.models.load_model: the cached tiny model, for 'tiny' only."""
+    from videodirector_cli.diffusion.models import load_model
+
+    if spec.model != "tiny":
+        return load_model(spec, output)
+    return tiny_model()

@@ -1,0 +1,183 @@
+"""Null-text optimisation (Mokady et al.), multi-frame as in VideoDirector, with STDG.
+
+From the first denoising step (t = T) on, each step i:
+
+1. the conditional noise prediction at z_t, once, without gradient (reused by every iteration);
+2. STDG guidance G at z_t against the pivot z*_t, once (before the inner loop);
+3. up to ``inner_steps`` Adam updates of the null (lr = lr0 * (1 - i / 2T)) minimising
+   MSE(DDIM step(z_t, CFG eps + sqrt(1 - alpha_bar_t) G), z*_{t_prev}); the loop stops early once
+   the loss is below early_stop + i * early_stop_slope;
+4. the latent advances with the final null. The forward that measures the loss of the current
+   null IS that advance, so stopping (early or after the last update) costs no extra pass: per
+   step 1 conditional forward + (n + 1) unconditional forwards + n backwards for n updates.
+
+The null is a float32 leaf even when the UNet runs in half precision; Adam runs in float32. The
+optimised null of step i initialises step i + 1, so a run resumed from a stored step continues
+exactly as an uninterrupted one (every input of step i + 1 is stored in float32 after step i).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
+from videodirector_cli.diffusion.passes import PassCounter
+from videodirector_cli.diffusion.schedule import Schedule
+from videodirector_cli.diffusion.unet_call import predict_noise
+from videodirector_cli.errors import NumericalError
+
+if TYPE_CHECKING:
+    import torch
+
+    from videodirector_cli.diffusion.stdg import STDG
+
+NullMode = Literal["per-frame", "shared"]
+
+
+@dataclass(frozen=True)
+class NullTextConfig:
+    guidance_scale: float = 7.5
+    """Classifier-free guidance weight w: eps = eps_u + w (eps_c - eps_u)."""
+    null_mode: NullMode = "per-frame"
+    """One null embedding per frame (F, L, D), or one shared by all frames (1, L, D)."""
+    inner_steps: int = 10
+    """Most Adam updates per denoising step."""
+    learning_rate: float = 1e-2
+    """Adam's learning rate at the first step; it decays linearly to half at the last."""
+    early_stop: float = 1e-5
+    """Stop a step's updates once the latent MSE is below early_stop + i * early_stop_slope."""
+    early_stop_slope: float = 2e-5
+
+    def lr_at(self, step: int, steps: int) -> float:
+        return self.learning_rate * (1.0 - step / (2.0 * steps))
+
+    def threshold_at(self, step: int) -> float:
+        return self.early_stop + step * self.early_stop_slope
+
+    def as_params(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class OptimisedStep:
+    step: int
+    timestep: int
+    null: torch.Tensor
+    """The optimised null used for this step, float32, (F, L, D) or (1, L, D)."""
+    latent: torch.Tensor
+    """z_t, where the step starts."""
+    next_latent: torch.Tensor
+    """z_{t_prev}, the step's result with the optimised null."""
+    guidance: torch.Tensor | None
+    loss: float
+    """MSE(next_latent, pivot z*_{t_prev})."""
+    iterations: int
+    """Adam updates used."""
+    guidance_loss: float = 0.0
+
+
+def initial_null(empty: torch.Tensor, frames: int, mode: NullMode) -> torch.Tensor:
+    """The starting null from the encoded negative prompt (1, L, D): per frame or shared."""
+    import torch
+
+    null = empty.detach().to(torch.float32)
+    if mode == "per-frame":
+        null = null.expand(frames, *null.shape[1:])
+    return null.clone()
+
+
+def optimise_nulls(
+    unet,
+    schedule: Schedule,
+    pivots: torch.Tensor,
+    cond: torch.Tensor,
+    config: NullTextConfig,
+    *,
+    null: torch.Tensor,
+    latent: torch.Tensor | None = None,
+    start_step: int = 0,
+    stdg: STDG | None = None,
+    counter: PassCounter | None = None,
+    on_step: Callable[[OptimisedStep], None] | None = None,
+) -> list[OptimisedStep]:
+    """Run steps ``start_step``.. of the optimisation; ``null`` and ``latent`` are what step
+    ``start_step`` starts from (the initial null and z*_T for a fresh run)."""
+    import torch
+
+    steps = schedule.steps
+    if pivots.shape[0] != steps + 1:
+        raise ValueError(f"{pivots.shape[0]} pivots for {steps} steps")
+    current = (pivots[steps] if latent is None else latent).to(torch.float32)
+    null = null.detach().to(torch.float32)
+    results = []
+    for index in range(start_step, steps):
+        timestep = schedule.timesteps[index]
+        target = pivots[steps - index - 1].to(current.device, torch.float32)
+        with torch.no_grad():
+            eps_cond = predict_noise(
+                unet, current, timestep, cond, counter=counter, purpose="conditional"
+            )
+        guidance, guidance_loss = None, 0.0
+        if stdg is not None and stdg.active:
+            pivot = pivots[steps - index].to(current.device, torch.float32)
+            guidance, guidance_loss = stdg.guidance(current, pivot, timestep, cond)
+            _check_finite(guidance, "STDG guidance", index, timestep)
+        noise_scale = schedule.noise_scale(index)
+        null = null.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([null], lr=config.lr_at(index, steps))
+        threshold = config.threshold_at(index)
+        updates = 0
+        while True:
+            last = updates >= config.inner_steps
+            with torch.set_grad_enabled(not last):
+                eps_uncond = predict_noise(
+                    unet, current, timestep, null, counter=counter, purpose="null-text"
+                )
+                eps = apply_guidance(
+                    classifier_free(eps_uncond, eps_cond, config.guidance_scale),
+                    guidance,
+                    noise_scale,
+                )
+                next_latent = schedule.denoise_step(current, eps, index)
+                loss = torch.nn.functional.mse_loss(next_latent, target)
+            loss_value = float(loss.detach())
+            _check_finite(loss.detach(), "null-text loss", index, timestep)
+            if last or loss_value < threshold:
+                break
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if counter is not None:
+                counter.add_backward(purpose="null-text")
+            optimiser.step()
+            updates += 1
+        next_latent = next_latent.detach()
+        _check_finite(next_latent, "latent", index, timestep)
+        result = OptimisedStep(
+            step=index,
+            timestep=timestep,
+            null=null.detach().clone(),
+            latent=current,
+            next_latent=next_latent,
+            guidance=guidance,
+            loss=loss_value,
+            iterations=updates,
+            guidance_loss=guidance_loss,
+        )
+        if on_step is not None:
+            on_step(result)
+        results.append(result)
+        current = next_latent
+        null = result.null
+    return results
+
+
+def _check_finite(tensor: torch.Tensor, what: str, index: int, timestep: int) -> None:
+    import torch
+
+    if not bool(torch.isfinite(tensor).all()):
+        raise NumericalError(
+            f"the {what} became NaN or infinite at step {index} (timestep {timestep})",
+            hint="the steps before it are saved; try --dtype fp32, a lower --lr or --cfg",
+        )

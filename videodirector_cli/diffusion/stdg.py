@@ -1,0 +1,287 @@
+"""Spatial-temporal decoupled guidance (STDG, paper eq. 2-5).
+
+At step t the UNet runs twice with the source prompt, both forwards stopped after the last layer
+the loss reads: once at the pivot z*_t (no gradient: the reference features) and once at the
+current latent z_t (with gradient). One weighted loss
+
+    L = sum_b w_b [eta_f T_b^f + eta_b T_b^b + zeta_f K_b^f + zeta_b K_b^b]
+
+gives, with ONE backward pass, G = dL/dz_t = eta_f G_T^f + eta_b G_T^b + zeta_f G_K^f + zeta_b G_K^b
+(the paper's sum of four gradients, by linearity). Terms:
+
+- T (motion): temporal-attention probabilities of the motion modules in ``blocks`` (attn1 and
+  attn2, both self-attention across frames). For each (pixel, head, query frame) row, the top-k
+  key frames of the reference map are compared (MSE of the probabilities at those indices);
+  rows are restricted to the foreground (or background) by the mask at the layer's resolution.
+- K (appearance): spatial self-attention keys (attn1 of the spatial transformers in ``blocks``),
+  averaged per frame over the masked pixels; MSE between reference and current means.
+
+Each term is averaged over the block's layers and weighted per block. A zero coefficient skips
+its term; if all motion (or all appearance) terms are zero their layers are not even recorded;
+all four zero -> no pass at all. The mask is resized to each layer by area: a layer pixel is
+foreground when at least half of the frame pixels it covers are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+from videodirector_cli.diffusion.attention.capture import FeatureRecorder, capture_processors
+from videodirector_cli.diffusion.attention.layers import layers_of
+from videodirector_cli.diffusion.attention.swap import swapped_processors
+from videodirector_cli.diffusion.passes import PassCounter
+from videodirector_cli.diffusion.unet_call import forward_fraction, predict_noise
+
+if TYPE_CHECKING:
+    import torch
+
+Target = Literal["foreground", "background"]
+
+
+@dataclass(frozen=True)
+class STDGConfig:
+    blocks: tuple[str, ...] = ("up_blocks.1", "up_blocks.2")
+    """UNet blocks whose temporal probabilities and self-attention keys are compared."""
+    block_weights: tuple[float, ...] = (20000.0, 10000.0)
+    """One weight per block (the reference's effective 20000 / 10000)."""
+    eta_f: float = 0.5
+    """Motion (temporal attention) guidance inside the mask."""
+    eta_b: float = 0.5
+    """Motion guidance outside the mask."""
+    zeta_f: float = 0.0
+    """Appearance (self-attention key) guidance inside the mask."""
+    zeta_b: float = 0.5
+    """Appearance guidance outside the mask."""
+    target: Target = "foreground"
+    """What the edit changes; 'background' swaps the foreground and background coefficients."""
+    top_k: int = 1
+    """Entries of each reference temporal-attention row that are compared."""
+
+    def __post_init__(self) -> None:
+        if len(self.block_weights) != len(self.blocks):
+            raise ValueError(f"{len(self.block_weights)} weights for {len(self.blocks)} blocks")
+
+    def coefficients(self, has_mask: bool) -> dict[str, float]:
+        """eta_f, eta_b, zeta_f, zeta_b as applied: swapped for background edits; without a
+        mask the whole frame is foreground and the background terms vanish."""
+        eta_f, eta_b, zeta_f, zeta_b = self.eta_f, self.eta_b, self.zeta_f, self.zeta_b
+        if self.target == "background":
+            eta_f, eta_b, zeta_f, zeta_b = eta_b, eta_f, zeta_b, zeta_f
+        if not has_mask:
+            eta_b = zeta_b = 0.0
+        return {"eta_f": eta_f, "eta_b": eta_b, "zeta_f": zeta_f, "zeta_b": zeta_b}
+
+    def as_params(self) -> dict[str, object]:
+        data = asdict(self)
+        data["blocks"] = list(self.blocks)
+        data["block_weights"] = list(self.block_weights)
+        return data
+
+
+@dataclass
+class Features:
+    temporal: dict[str, torch.Tensor]
+    keys: dict[str, torch.Tensor]
+
+
+class STDG:
+    """STDG for one video: its masks, model and coefficients; computes G per step."""
+
+    def __init__(
+        self,
+        unet,
+        config: STDGConfig,
+        masks: torch.Tensor | None,
+        latent_size: tuple[int, int],
+        counter: PassCounter | None = None,
+    ) -> None:
+        """``masks``: (F, H, W) bool at frame resolution, or None (whole frame foreground)."""
+        self.unet = unet
+        self.config = config
+        self.masks = masks
+        self.latent_size = latent_size
+        self.counter = counter
+        self.coef = config.coefficients(masks is not None)
+        self.uses_temporal = self.coef["eta_f"] != 0 or self.coef["eta_b"] != 0
+        self.uses_keys = self.coef["zeta_f"] != 0 or self.coef["zeta_b"] != 0
+        self._temporal_layers = layers_of(unet, "temporal", config.blocks)
+        self._key_layers = layers_of(unet, "spatial_self", config.blocks)
+        missing = [b for b in config.blocks if not any(x.block == b for x in self._temporal_layers)]
+        if missing:
+            raise ValueError(f"no motion modules in {', '.join(missing)}")
+        self.last_fraction = 1.0
+        self._mask_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.uses_temporal or self.uses_keys
+
+    @property
+    def stop_modules(self) -> list[str]:
+        names = []
+        if self.uses_temporal:
+            names += [layer.module_name for layer in self._temporal_layers]
+        if self.uses_keys:
+            names += [layer.module_name for layer in self._key_layers]
+        return names
+
+    # features ---------------------------------------------------------------------------------
+    def features(
+        self, latent: torch.Tensor, timestep: int, cond: torch.Tensor, purpose: str
+    ) -> Features:
+        """Run the UNet up to the last layer the loss reads; keep the recorded features."""
+        recorder = FeatureRecorder()
+        processors = capture_processors(
+            self.unet, recorder, self.config.blocks, self.uses_temporal, self.uses_keys
+        )
+        frames = latent.shape[2]
+        context_shape = (latent.shape[0] * frames, *cond.shape[1:])
+        self.last_fraction = forward_fraction(
+            self.unet, tuple(latent.shape), context_shape, self.stop_modules
+        )
+        with swapped_processors(self.unet, processors):
+            predict_noise(
+                self.unet,
+                latent,
+                timestep,
+                cond,
+                counter=self.counter,
+                purpose=purpose,
+                stop_after=self.stop_modules,
+            )
+        return Features(dict(recorder.temporal), dict(recorder.keys))
+
+    def reference(self, pivot: torch.Tensor, timestep: int, cond: torch.Tensor) -> Features:
+        import torch
+
+        with torch.no_grad():
+            found = self.features(pivot, timestep, cond, "stdg-reference")
+        return Features(
+            {k: v.detach() for k, v in found.temporal.items()},
+            {k: v.detach() for k, v in found.keys.items()},
+        )
+
+    # loss -------------------------------------------------------------------------------------
+    def loss(self, current: Features, reference: Features) -> torch.Tensor:
+        """The weighted STDG loss of ``current`` against ``reference`` (a 0-dim tensor)."""
+        import torch
+
+        any_feature = next(iter({**current.temporal, **current.keys}.values()))
+        device = any_feature.device
+        total = torch.zeros((), dtype=torch.float32, device=device)
+        for block, weight in zip(self.config.blocks, self.config.block_weights, strict=True):
+            block_loss = torch.zeros((), dtype=torch.float32, device=device)
+            if self.uses_temporal:
+                names = [x.name for x in self._temporal_layers if x.block == block]
+                for name in names:
+                    block_loss = block_loss + self._temporal_term(
+                        current.temporal[name], reference.temporal[name]
+                    ) / len(names)
+            if self.uses_keys:
+                names = [x.name for x in self._key_layers if x.block == block]
+                for name in names:
+                    block_loss = block_loss + self._key_term(
+                        current.keys[name], reference.keys[name]
+                    ) / len(names)
+            total = total + weight * block_loss
+        return total
+
+    def _temporal_term(self, current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """current/reference: (H*W, heads, F, F) for one video."""
+        import torch
+
+        pixels, heads, frames, _ = reference.shape
+        k = min(self.config.top_k, frames)
+        index = reference.topk(k, dim=-1).indices
+        diff = (current.float().gather(-1, index) - reference.float().gather(-1, index)) ** 2
+        diff = diff.sum(dim=(1, 3))  # (pixels, query frames)
+        fg, bg = self._masks_at(pixels, frames)
+        term = torch.zeros((), dtype=torch.float32, device=diff.device)
+        for coef, mask in ((self.coef["eta_f"], fg), (self.coef["eta_b"], bg)):
+            rows = mask.T.to(diff.device)  # (pixels, frames)
+            if coef != 0 and bool(rows.any()):
+                term = term + coef * (diff * rows).sum() / (rows.sum() * heads * k)
+        return term
+
+    def _key_term(self, current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """current/reference: (F, H*W, C) keys for one video."""
+        import torch
+
+        frames, pixels, _ = reference.shape
+        fg, bg = self._masks_at(pixels, frames)
+        term = torch.zeros((), dtype=torch.float32, device=current.device)
+        for coef, mask in ((self.coef["zeta_f"], fg), (self.coef["zeta_b"], bg)):
+            if coef == 0:
+                continue
+            weights = mask.to(device=current.device, dtype=torch.float32)  # (F, pixels)
+            counts = weights.sum(dim=1)
+            valid = counts > 0
+            if not bool(valid.any()):
+                continue
+            cur = torch.einsum("fp,fpc->fc", weights, current.float())[valid]
+            ref = torch.einsum("fp,fpc->fc", weights, reference.float())[valid]
+            scale = counts[valid].unsqueeze(1)
+            term = term + coef * ((cur - ref) / scale).pow(2).mean()
+        return term
+
+    def _masks_at(self, pixels: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(foreground, background), each (F, pixels) bool, at the layer whose size is ``pixels``."""
+        import torch
+        import torch.nn.functional as F
+
+        size = layer_size(self.latent_size, pixels)
+        if size not in self._mask_cache:
+            if self.masks is None:
+                fg = torch.ones((frames, size[0] * size[1]), dtype=torch.bool)
+            else:
+                area = F.interpolate(self.masks.float().unsqueeze(1), size=size, mode="area")
+                fg = (area.squeeze(1) >= 0.5).reshape(frames, -1)
+            self._mask_cache[size] = (fg, ~fg)
+        return self._mask_cache[size]
+
+    # guidance ---------------------------------------------------------------------------------
+    def guidance(
+        self,
+        latent: torch.Tensor,
+        pivot: torch.Tensor,
+        timestep: int,
+        cond: torch.Tensor,
+        reference: Features | None = None,
+    ) -> tuple[torch.Tensor, float]:
+        """(G = dL/dz_t as float32 like ``latent``, L). Zero without passes when nothing to do:
+        all coefficients zero, or z_t equal to the pivot (the loss and its gradient are 0)."""
+        import torch
+
+        if not self.active or torch.equal(latent, pivot):
+            return torch.zeros_like(latent, dtype=torch.float32), 0.0
+        if reference is None:
+            reference = self.reference(pivot, timestep, cond)
+        current_latent = latent.detach().to(torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            current = self.features(current_latent, timestep, cond, "stdg")
+            loss = self.loss(current, reference)
+            (grad,) = torch.autograd.grad(loss, current_latent)
+        if self.counter is not None:
+            self.counter.add_backward(fraction=self.last_fraction, purpose="stdg")
+        return grad.detach(), float(loss.detach())
+
+    def loss_at(
+        self, latent: torch.Tensor, timestep: int, cond: torch.Tensor, reference: Features
+    ) -> float:
+        """The loss of ``latent`` against ``reference`` features, without gradient."""
+        import torch
+
+        with torch.no_grad():
+            return float(self.loss(self.features(latent, timestep, cond, "stdg-eval"), reference))
+
+
+def layer_size(latent_size: tuple[int, int], pixels: int) -> tuple[int, int]:
+    """The (h, w) of the UNet level with ``pixels`` tokens (each level halves, rounding up)."""
+    h, w = latent_size
+    while h * w > pixels and (h > 1 or w > 1):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    if h * w != pixels:
+        raise ValueError(f"no UNet level of a {latent_size} latent has {pixels} positions")
+    return h, w
