@@ -214,3 +214,23 @@ def test_derived_names_take_the_next_free_suffix(tmp_path):
     # the same params find their edit again (its files are gone here, so it is not up to date)
     assert choose_name(project, request, SOURCE, {"tau_s": 0.5}) == ("white-tiger-2", False)
     assert choose_name(project, request, SOURCE, {"tau_s": 0.6}) == ("white-tiger-3", False)
+
+
+def test_source_prompt_edit_of_a_vdir_invert_result_reproduces_its_reconstruction(tmp_path):
+    """The whole chain on files: `vdir invert` (stage) -> `vdir edit` with the source prompt."""
+    from safetensors.torch import load_file
+
+    from videodirector_cli.output import Output
+    from videodirector_cli.stages.inversion_files import InversionFiles
+    from videodirector_cli.stages.invert import InvertRequest, run_invert
+
+    make_project_with_inversion(tmp_path, steps=1, masks=True)
+    request = InvertRequest(steps=2, inner_steps=1, model="tiny", report=False, stdg=False)
+    key = run_invert(tmp_path, request, Output(mode="quiet")).key
+    result = vdir(tmp_path, SOURCE, "--mask", "none", "--name", "same")
+    assert result.exit_code == 0, result.output
+    project = Project.open(tmp_path)
+    assert project.manifest.edits["same"].params["inversion"] == key
+    stored = InversionFiles(project.paths.inversion_dir(key)).load()
+    latents = load_file(str(project.paths.edit_dir("same") / "latents.safetensors"))["latents"]
+    assert (latents - stored.next_latents[-1]).abs().max() <= 1e-4

@@ -52,23 +52,6 @@ class EditSettings:
     blend_dilate: int = 0
     """Dilation of the blend mask, in latent cells."""
 
-    def as_params(self) -> dict[str, object]:
-        control = self.control
-        return {
-            "mode": self.mode,
-            "reweight": dict(sorted(self.reweight.items())),
-            "tau_s": control.tau_s,
-            "tau_c": control.tau_c,
-            "sa1": control.sa1,
-            "sa2": control.sa2,
-            "cross": control.cross,
-            "sa2_layers": control.sa2_layers,
-            "sa1_max_tokens": control.sa1_max_tokens,
-            "guidance_scale": self.guidance_scale,
-            "blend": self.blend,
-            "blend_dilate": self.blend_dilate,
-        }
-
 
 def build_controller(
     model: DiffusionModel,
