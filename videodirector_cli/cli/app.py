@@ -102,6 +102,7 @@ def _register_commands() -> None:
     from videodirector_cli.cli import (
         demo_cmd,
         edit_cmd,
+        eval_cmd,
         init_cmd,
         invert_cmd,
         mask_cmd,
@@ -109,7 +110,16 @@ def _register_commands() -> None:
         status_cmd,
     )
 
-    for module in (init_cmd, mask_cmd, invert_cmd, edit_cmd, render_cmd, status_cmd, demo_cmd):
+    for module in (
+        init_cmd,
+        mask_cmd,
+        invert_cmd,
+        edit_cmd,
+        render_cmd,
+        eval_cmd,
+        status_cmd,
+        demo_cmd,
+    ):
         module.register(app)
 
 

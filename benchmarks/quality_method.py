@@ -1,0 +1,225 @@
+"""The rows of the quality benchmark: which inversion and which edit controls each one runs.
+
+Every row calls the same library functions `vdir invert` and `vdir edit` call (DDIM inversion,
+``optimise_nulls`` with ``STDG``, ``run_edit_path``), in memory, without a project folder, so
+the benchmark measures the method and not the file I/O. Rows that differ only in their edit
+controls share one inversion (it is computed once per clip; each row is still charged its full
+time and UNet work, as a user running that variant alone would pay it).
+
+Inversions:
+
+* ``full``: DDIM inversion with the source prompt, then per-frame null-text optimisation with
+  STDG (coefficients swapped for background edits, as the paper does);
+* ``shared``: the same with one null embedding shared by all frames (Video-P2P's null);
+* ``no-stdg``: per-frame null-text optimisation without STDG;
+* ``ddim``: plain DDIM inversion and no optimisation: the reconstruction is the classifier-free
+  guided trajectory from z*_T with the empty-prompt null, the baseline null-text inversion
+  fixes. It is computed once beforehand (2 UNet rows per step, counted) and stored as the
+  "optimised trajectory" editing reads; a fused prompt-to-prompt loop would get it from the
+  edit's own batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from videodirector_cli import metrics
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchmarks.quality_cases import Case
+    from videodirector_cli.diffusion.components import DiffusionModel
+    from videodirector_cli.stages.inversion_files import StoredInversion
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    inversion: str
+    """'full', 'shared', 'no-stdg' or 'ddim'."""
+    sa1: bool = True
+    sa2: bool = True
+    cross: bool = True
+    blend: bool = False
+    about: str = ""
+
+
+ROWS: tuple[Row, ...] = (
+    Row("full", "full", about="per-frame null + STDG; SA-I, SA-II, cross-attention control"),
+    Row("shared-null", "shared", about="one null shared by all frames"),
+    Row("no-stdg", "no-stdg", about="null-text optimisation without STDG"),
+    Row("no-sa1", "full", sa1=False, about="no SA-I (self-attention map injection)"),
+    Row("no-sa2", "full", sa2=False, about="no SA-II (mutual self-attention)"),
+    Row("no-cross", "full", cross=False, about="no cross-attention control"),
+    Row("ddim+p2p", "ddim", sa1=False, sa2=False, about="plain DDIM inversion + prompt-to-prompt"),
+    Row("full+blend", "full", blend=True, about="full method with --blend"),
+)
+ROW_NAMES = tuple(row.name for row in ROWS)
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    steps: int = 10
+    inner_steps: int = 3
+    guidance_scale: float = 7.5
+    tau_s: float = 0.4
+    tau_c: float = 0.8
+
+
+@dataclass
+class Inverted:
+    stored: StoredInversion
+    seconds: float
+    forward_equivalents: float
+    recon_psnr: float
+    by_purpose: dict[str, float] = field(default_factory=dict)
+
+
+def _masks_tensor(masks: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(masks))
+
+
+def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSettings) -> Inverted:
+    """One inversion of the case's source clip; times and counts it, decodes its reconstruction."""
+    import torch
+
+    from videodirector_cli.diffusion.cfg import classifier_free
+    from videodirector_cli.diffusion.inversion import ddim_invert
+    from videodirector_cli.diffusion.latents import decode_latents, encode_frames
+    from videodirector_cli.diffusion.null_text import NullTextConfig, initial_null, optimise_nulls
+    from videodirector_cli.diffusion.passes import PassCounter
+    from videodirector_cli.diffusion.prompts import encode_prompts
+    from videodirector_cli.diffusion.schedule import Schedule
+    from videodirector_cli.diffusion.stdg import STDG, STDGConfig
+    from videodirector_cli.diffusion.unet_call import predict_noise
+    from videodirector_cli.stages.inversion_files import StoredInversion
+
+    counter = PassCounter()
+    started = time.perf_counter()
+    schedule = Schedule.from_scheduler(model.scheduler, settings.steps)
+    clean = encode_frames(model, case.source.frames)
+    cond, empty = encode_prompts(model, [case.source_prompt, ""]).to(torch.float32).split(1)
+    frames = clean.shape[2]
+    pivots = ddim_invert(model.unet, schedule, clean, cond, counter=counter)
+    nulls, latents, guidance, nexts = [], [], [], []
+    if kind == "ddim":
+        latent = pivots[-1]
+        with torch.no_grad():
+            for index, timestep in enumerate(schedule.timesteps):
+                eps_u = predict_noise(
+                    model.unet, latent, timestep, empty, counter=counter, purpose="ddim-trajectory"
+                )
+                eps_c = predict_noise(
+                    model.unet, latent, timestep, cond, counter=counter, purpose="ddim-trajectory"
+                )
+                nxt = schedule.denoise_step(
+                    latent, classifier_free(eps_u, eps_c, settings.guidance_scale), index
+                )
+                nulls.append(empty)
+                latents.append(latent)
+                guidance.append(None)
+                nexts.append(nxt)
+                latent = nxt
+    else:
+        mode = "shared" if kind == "shared" else "per-frame"
+        config = NullTextConfig(
+            guidance_scale=settings.guidance_scale, null_mode=mode, inner_steps=settings.inner_steps
+        )
+        stdg = None
+        if kind != "no-stdg":
+            target = "background" if case.kind == "background" else "foreground"
+            stdg = STDG(
+                model.unet,
+                STDGConfig(target=target),
+                _masks_tensor(case.source.masks),
+                (clean.shape[3], clean.shape[4]),
+                counter=counter,
+            )
+        results = optimise_nulls(
+            model.unet,
+            schedule,
+            pivots,
+            cond,
+            config,
+            null=initial_null(empty, frames, mode),
+            stdg=stdg,
+            counter=counter,
+        )
+        for result in results:
+            nulls.append(result.null)
+            latents.append(result.latent)
+            guidance.append(result.guidance)
+            nexts.append(result.next_latent)
+    stored = StoredInversion(
+        key=f"bench-{case.seed}-{kind}",
+        timesteps=list(schedule.timesteps),
+        pivots=pivots,
+        nulls=nulls,
+        latents=latents,
+        guidance=guidance,
+        params={"prompt": case.source_prompt, "guidance_scale": settings.guidance_scale},
+        next_latents=nexts,
+    )
+    seconds = time.perf_counter() - started
+    reconstruction = decode_latents(model, nexts[-1])
+    return Inverted(
+        stored=stored,
+        seconds=seconds,
+        forward_equivalents=counter.forward_equivalents,
+        recon_psnr=metrics.psnr(reconstruction, case.source.frames),
+        by_purpose=dict(counter.by_purpose),
+    )
+
+
+def edit(
+    model: DiffusionModel, case: Case, inverted: Inverted, row: Row, settings: MethodSettings
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The row's edit of the case from its inversion: decoded frames and cost."""
+    from videodirector_cli.diffusion.attention.controller import ControlSettings
+    from videodirector_cli.diffusion.editing import EditSettings, run_edit_path
+    from videodirector_cli.diffusion.latents import decode_latents
+    from videodirector_cli.diffusion.passes import PassCounter
+
+    counter = PassCounter()
+    started = time.perf_counter()
+    edit_settings = EditSettings(
+        control=ControlSettings(
+            tau_s=settings.tau_s,
+            tau_c=settings.tau_c,
+            sa1=row.sa1,
+            sa2=row.sa2,
+            cross=row.cross,
+        ),
+        guidance_scale=settings.guidance_scale,
+        blend=row.blend,
+    )
+    outcome = run_edit_path(
+        model,
+        inverted.stored,
+        case.target_prompt,
+        edit_settings,
+        masks=_masks_tensor(case.edit_region),
+        counter=counter,
+        source_prompt=case.source_prompt,
+    )
+    frames = decode_latents(model, outcome.latents)
+    seconds = time.perf_counter() - started
+    return frames, {
+        "edit_seconds": seconds,
+        "edit_forward_equivalents": counter.forward_equivalents,
+        "controls_applied": dict(outcome.applied),
+    }
+
+
+def vae_round_trip(model: DiffusionModel, case: Case) -> np.ndarray:
+    """decode(encode(source)): the best any latent-space method can reproduce the clip."""
+    from videodirector_cli.diffusion.latents import decode_latents, encode_frames
+
+    return decode_latents(model, encode_frames(model, case.source.frames))

@@ -1,0 +1,323 @@
+"""`vdir eval [NAME]`: quality numbers for your own edit that need no ground truth.
+
+For an edit (read from ``edits/<name>/frames``, verified against the manifest like `vdir render`):
+
+* background PSNR: PSNR against the source frames outside the project's mask (optionally grown
+  by ``--dilate`` pixels so a changed silhouette's edge band is left out). Needs `vdir mask`;
+  without masks it is skipped with a note. High is good for an object edit.
+* object PSNR: the same inside the mask. Low is expected for an object edit; for a background
+  edit this is the number that should stay high.
+* whole-frame PSNR against the source.
+* temporal smoothness of the edit and of the source (``metrics.interpolation_smoothness`` and
+  ``metrics.frame_difference``): an edit should be about as smooth as its source.
+
+For the inversion an edit was made from (or the current one): reconstruction PSNR, the decoded
+end of the optimised trajectory (what editing with the source prompt returns) against the source
+frames. Taken from the reconstruction report `vdir invert` records (with plain DDIM inversion's
+PSNR and the VAE's own ceiling beside it), else, after ``vdir invert --no-report``, decoded with
+the inversion's model (``--no-inversion`` skips it and the model load).
+
+Nothing is written: eval only reads the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from videodirector_cli import metrics
+from videodirector_cli.errors import MissingPrerequisiteError, StaleError, UsageError
+from videodirector_cli.media.frames import read_frames
+from videodirector_cli.output import Output
+from videodirector_cli.project import lineage
+from videodirector_cli.project.fingerprint import hash_files
+from videodirector_cli.project.manifest import stage_state
+from videodirector_cli.project.store import Project
+
+if TYPE_CHECKING:
+    from videodirector_cli.project.manifest import StageRecord
+
+RECON_METRIC_KEYS = ("reconstruction_psnr", "recon_psnr", "psnr")
+"""Flat keys an inversion record's metrics may hold its reconstruction PSNR under."""
+
+
+def _capped(value: Any) -> float | None:
+    if not isinstance(value, (int, float)) or value != value:
+        return None
+    return round(min(float(value), metrics.PSNR_CAP), 3)
+
+
+def recorded_reconstruction(record_metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The reconstruction PSNR `vdir invert` recorded (its report: optimised, plain DDIM, VAE
+    alone), or None when it recorded none (``vdir invert --no-report``)."""
+    report = record_metrics.get("report")
+    if isinstance(report, dict) and isinstance(report.get("optimised"), dict):
+        found = _capped(report["optimised"].get("psnr"))
+        if found is not None:
+            plain = report.get("plain_ddim")
+            return {
+                "reconstruction_psnr": found,
+                "plain_ddim_psnr": _capped(plain.get("psnr")) if isinstance(plain, dict) else None,
+                "vae_psnr": _capped(report.get("vae_psnr")),
+            }
+    for name in RECON_METRIC_KEYS:
+        found = _capped(record_metrics.get(name))
+        if found is not None:
+            return {"reconstruction_psnr": found}
+    return None
+
+
+@dataclass
+class EvalRequest:
+    name: str | None = None
+    """An edit name; None: every up-to-date edit (or just the current inversion if none)."""
+    dilate: int = 0
+    """Pixels the mask grows by before the background is measured."""
+    inversion: bool = True
+    """Also measure the inversion's reconstruction PSNR (may load the model)."""
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def check(self) -> None:
+        if self.dilate < 0:
+            raise UsageError(f"--dilate must be 0 or more pixels, not {self.dilate}")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _verified_frames(files: list[Path], expected: str | None, what: str, hint: str) -> np.ndarray:
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise StaleError(f"{what}: {missing[0]} is missing", hint=hint)
+    if expected is None or hash_files(files) != expected:
+        raise StaleError(f"{what} changed since manifest.json recorded them", hint=hint)
+    return read_frames(files)
+
+
+def source_frames(project: Project) -> np.ndarray:
+    manifest = project.manifest
+    count = manifest.frame_count
+    if manifest.frames is None or count == 0:
+        raise MissingPrerequisiteError(
+            "the project has no frames yet", hint="run vdir init VIDEO first"
+        )
+    return _verified_frames(
+        project.paths.frame_files(count),
+        manifest.frames.outputs.get("frames"),
+        "the frames in frames/",
+        "run vdir init again with --force to re-extract them",
+    )
+
+
+def _edit_record(project: Project, name: str) -> StageRecord:
+    manifest = project.manifest
+    record = manifest.edits.get(name)
+    if record is None:
+        known = ", ".join(sorted(manifest.edits)) or "none yet"
+        raise MissingPrerequisiteError(
+            f"there is no edit named {name!r} (edits: {known})",
+            hint='make one with: vdir edit "TARGET PROMPT"',
+        )
+    state = stage_state(record, lineage.current_inputs(manifest), project.locked_by_someone)
+    if state == "stale":
+        raise StaleError(
+            f"edit {name!r} is stale: what it was made from has changed since",
+            hint="run vdir edit again for it (vdir status shows what changed)",
+        )
+    if state != "done":
+        raise MissingPrerequisiteError(f"edit {name!r} is {state}", hint="run vdir edit again")
+    return record
+
+
+def edit_frames(project: Project, name: str, record: StageRecord) -> np.ndarray:
+    count = int(record.metrics.get("frames", project.manifest.frame_count))
+    return _verified_frames(
+        [project.paths.edit_frame(name, i) for i in range(count)],
+        record.outputs.get("edit"),
+        f"the frames of edit {name!r}",
+        "run vdir edit again for it",
+    )
+
+
+def _masks(project: Project) -> np.ndarray | None:
+    from videodirector_cli.stages.mask import load_project_masks
+
+    return load_project_masks(project)
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def edit_numbers(
+    source: np.ndarray, edited: np.ndarray, masks: np.ndarray | None, dilate: int
+) -> dict[str, Any]:
+    """The no-ground-truth numbers of one edited clip against its source."""
+    if edited.shape != source.shape:
+        raise StaleError(
+            f"the edit's frames are {edited.shape[1:3]} x {edited.shape[0]}, the source's "
+            f"{source.shape[1:3]} x {source.shape[0]}",
+            hint="run vdir edit again for it",
+        )
+    numbers: dict[str, Any] = {
+        "psnr": _round(metrics.psnr(edited, source)),
+        "background_psnr": None,
+        "object_psnr": None,
+        "mask": "none",
+        "smoothness": {
+            "edit": {k: _round(v, 5) for k, v in metrics.smoothness(edited).items()},
+            "source": {k: _round(v, 5) for k, v in metrics.smoothness(source).items()},
+        },
+    }
+    if masks is not None:
+        fitted = metrics.resize_masks(masks, source.shape[1], source.shape[2])
+        grown = metrics.dilate(fitted, dilate)
+        numbers["mask"] = "project"
+        numbers["dilate_px"] = dilate
+        numbers["background_psnr"] = _round(metrics.psnr(edited, source, ~grown))
+        numbers["object_psnr"] = _round(metrics.psnr(edited, source, fitted))
+        numbers["background_share"] = _round(float((~grown).mean()), 4)
+    return numbers
+
+
+def reconstruction_psnr(
+    project: Project, key: str, source: np.ndarray, request: EvalRequest, output: Output
+) -> dict[str, Any]:
+    """{"key", "reconstruction_psnr", "from": "manifest" | "decoded"} for one inversion."""
+    record = project.manifest.inversions.get(key)
+    if record is None or record.status != "done":
+        raise MissingPrerequisiteError(
+            f"inversion {key[:12]} is not finished", hint="run vdir invert to finish it"
+        )
+    recorded_psnr = recorded_reconstruction(record.metrics)
+    if recorded_psnr is not None:
+        return {"key": key, **recorded_psnr, "from": "manifest"}
+    import torch
+
+    from videodirector_cli.diffusion.latents import decode_latents
+    from videodirector_cli.stages.edit import EditRequest, inversion_facts, load_edit_model
+    from videodirector_cli.stages.inversion_files import InversionFiles
+
+    files = InversionFiles(project.paths.inversion_dir(key))
+    stored = files.load()
+    recorded = record.outputs.get("inversion")
+    if recorded and files.content_hash(stored.steps) != recorded:
+        raise StaleError(
+            f"the files of inversion {key[:12]} changed after vdir invert wrote them",
+            hint="run vdir invert again",
+        )
+    facts = inversion_facts(project, record)
+    model = load_edit_model(
+        EditRequest(prompt="", device=request.device, dtype=request.dtype), facts, output
+    )
+    final = stored.next_latents[-1] if stored.next_latents else stored.pivots[0]
+    frames = decode_latents(model, final.to(device=model.device, dtype=torch.float32))
+    if frames.shape != source.shape:
+        raise StaleError(
+            f"inversion {key[:12]} decodes to frames of another size than the project's",
+            hint="run vdir invert again",
+        )
+    return {
+        "key": key,
+        "reconstruction_psnr": _round(metrics.psnr(frames, source)),
+        "from": "decoded",
+    }
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _chosen_edits(project: Project, request: EvalRequest, output: Output) -> list[str]:
+    if request.name is not None:
+        _edit_record(project, request.name)
+        return [request.name]
+    now = lineage.current_inputs(project.manifest)
+    names = []
+    for name, record in project.manifest.edits.items():
+        state = stage_state(record, now, project.locked_by_someone)
+        if state == "done":
+            names.append(name)
+        else:
+            output.warn(f"skipping edit {name!r}: it is {state}")
+    return names
+
+
+def run_eval(project: Project, request: EvalRequest, output: Output) -> dict[str, Any]:
+    """Every number; returns {"result": dict, "human": str}. Reads only."""
+    request.check()
+    names = _chosen_edits(project, request, output)
+    current = project.manifest.current_inversion
+    if not names and (current is None or current not in project.manifest.inversions):
+        raise MissingPrerequisiteError(
+            "there is nothing to evaluate yet: no finished edit or inversion",
+            hint='run vdir invert, then vdir edit "TARGET PROMPT"',
+        )
+    source = source_frames(project)
+    masks = _masks(project)
+    edits = []
+    for name in names:
+        record = _edit_record(project, name)
+        numbers = edit_numbers(source, edit_frames(project, name, record), masks, request.dilate)
+        edits.append({"name": name, "inversion": record.params.get("inversion"), **numbers})
+    keys = [e["inversion"] for e in edits if e["inversion"]] or ([current] if current else [])
+    inversions = []
+    if request.inversion:
+        for key in dict.fromkeys(keys):
+            if key in project.manifest.inversions:
+                inversions.append(reconstruction_psnr(project, key, source, request, output))
+    notes = []
+    if masks is None and edits:
+        notes.append("no masks: background and object PSNR need a mask (run vdir mask)")
+    result = {"edits": edits, "inversions": inversions, "notes": notes}
+    return {"result": result, "human": human_report(result)}
+
+
+def _db(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} dB"
+
+
+def human_report(result: dict[str, Any]) -> str:
+    lines = []
+    for edit in result["edits"]:
+        smooth = edit["smoothness"]
+        lines.append(f"edit {edit['name']}:")
+        if edit["mask"] == "none":
+            lines.append("  background PSNR: needs a mask (run vdir mask)")
+        else:
+            margin = f", mask grown {edit['dilate_px']} px" if edit.get("dilate_px") else ""
+            lines.append(
+                f"  background PSNR vs source: {_db(edit['background_psnr'])} "
+                f"(outside the mask{margin}; higher keeps more)"
+            )
+            lines.append(
+                f"  object PSNR vs source:     {_db(edit['object_psnr'])} "
+                "(inside the mask; low for an object edit)"
+            )
+        lines.append(f"  whole-frame PSNR:          {_db(edit['psnr'])}")
+        lines.append(
+            "  smoothness (edit / source): "
+            f"{smooth['edit']['interpolation_smoothness']:.4f} / "
+            f"{smooth['source']['interpolation_smoothness']:.4f}; frame difference "
+            f"{smooth['edit']['frame_difference']:.4f} / {smooth['source']['frame_difference']:.4f}"
+        )
+    for inversion in result["inversions"]:
+        extra = ""
+        if inversion.get("plain_ddim_psnr") is not None:
+            extra += f"; plain DDIM inversion {_db(inversion['plain_ddim_psnr'])}"
+        if inversion.get("vae_psnr") is not None:
+            extra += f"; VAE alone {_db(inversion['vae_psnr'])}"
+        lines.append(
+            f"inversion {inversion['key'][:12]}: reconstruction PSNR "
+            f"{_db(inversion['reconstruction_psnr'])} ({inversion['from']}{extra})"
+        )
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)
