@@ -44,3 +44,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     _install(session)
     session.run("mypy")
+
+
+@nox.session
+def quality(session: nox.Session) -> None:
+    """Quality benchmark on the toy model (docs/quality.md); `nox -s quality -- --quick` to smoke."""
+    _install(session)
+    session.run("python", "-m", "benchmarks.quality", *session.posargs, env=TEST_ENV)
