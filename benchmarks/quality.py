@@ -180,7 +180,14 @@ def _worker_init(config: Config) -> None:
 
 
 def _worker_run(config: Config, index: int, sheet: str | None) -> dict[str, Any]:
-    return run_clip(_WORKER_MODEL, config, index, Path(sheet) if sheet else None)
+    return _timed_clip(_WORKER_MODEL, config, index, Path(sheet) if sheet else None)
+
+
+def _timed_clip(model, config: Config, index: int, sheet: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = run_clip(model, config, index, sheet)
+    result["clip_seconds"] = time.perf_counter() - started
+    return result
 
 
 def _clip_path(out: Path, index: int) -> Path:
@@ -214,19 +221,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def run(config: Config, out: Path, log=None) -> dict[str, Any]:
-    """The whole benchmark: per-clip results (reused when cached), tables, files in ``out``."""
+def run(config: Config, out: Path, log=None, collect: bool = False) -> dict[str, Any]:
+    """The whole benchmark: per-clip results (reused when cached), tables, files in ``out``.
+
+    ``collect``: compute nothing; tabulate the clips already finished with these settings (what
+    an interrupted run got done)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)  # more threads than free cores only spin
     try:
-        return _run(config, out, log)
+        return _run(config, out, log, collect)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(config: Config, out: Path, log) -> dict[str, Any]:
+def _run(config: Config, out: Path, log, collect: bool) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -246,6 +256,10 @@ def _run(config: Config, out: Path, log) -> dict[str, Any]:
             todo.append(index)
     if results:
         say(f"reusing {len(results)} finished clips from {out / 'clips'}")
+    if collect:
+        todo = []
+        if not results:
+            raise SystemExit(f"no finished clips with these settings in {out / 'clips'}")
 
     def sheet_for(index: int) -> Path | None:
         return out / "sheets" / f"{index:03d}.png" if index < config.sheets else None
@@ -274,7 +288,7 @@ def _run(config: Config, out: Path, log) -> dict[str, Any]:
 
         if config.workers <= 1 or len(todo) <= 1:
             for index in todo:
-                finished(index, run_clip(model, config, index, sheet_for(index)))
+                finished(index, _timed_clip(model, config, index, sheet_for(index)))
         else:
             import multiprocessing
 
@@ -294,7 +308,7 @@ def _run(config: Config, out: Path, log) -> dict[str, Any]:
                 }
                 for future in as_completed(futures):
                     finished(futures[future], future.result())
-    ordered = [results[i] for i in range(config.clips)]
+    ordered = [results[i] for i in sorted(results)]
     report = {
         "config": asdict(config),
         "method": asdict(config.method),
@@ -302,6 +316,8 @@ def _run(config: Config, out: Path, log) -> dict[str, Any]:
         "machine": machine(config),
         "wall_seconds": time.perf_counter() - started,
         "computed_clips": len(todo),
+        "clips_done": len(ordered),
+        "clip_seconds_total": sum(clip.get("clip_seconds", 0.0) for clip in ordered),
         "table": aggregate(ordered, config.rows),
         "references": aggregate_references(ordered),
         "paired_vs_full": paired(ordered, config.rows),
@@ -449,9 +465,9 @@ def _line(name: str, row: dict[str, float], cost: bool = True) -> str:
 def markdown(report: dict[str, Any]) -> str:
     config = report["config"]
     lines = [
-        f"Model `{config['model']}`, {config['clips']} held-out clips of {config['frames']} "
-        f"frames, {config['steps']} DDIM steps, null-text inner steps <= {config['inner_steps']}; "
-        f"wall time {report['wall_seconds'] / 60:.1f} min "
+        f"Model `{config['model']}`, {report['clips_done']} of {config['clips']} held-out clips of "
+        f"{config['frames']} frames, {config['steps']} DDIM steps, null-text inner steps <= {config['inner_steps']}; "
+        f"{report['clip_seconds_total'] / 60:.1f} min of clip work "
         f"({config['workers']} worker(s) x {config['threads']} thread(s)).",
         "",
         HEADER,
@@ -502,7 +518,7 @@ def markdown(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path, bool]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.quality", description=__doc__.split("\n")[0]
     )
@@ -535,6 +551,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})"
     )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="compute nothing: tabulate the clips already finished in --out",
+    )
     args = parser.parse_args(argv)
     config = Config(**QUICK) if args.quick else Config()
     overrides = {
@@ -561,13 +582,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     config = replace(config, **overrides)
     if config.clips < 1 or config.steps < 1 or config.frames < 3 or config.inner_steps < 0:
         parser.error("need --clips >= 1, --steps >= 1, --frames >= 3, --inner >= 0")
-    return config, args.out
+    return config, args.out, args.collect
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    config, out = parse_args(argv)
-    report = run(config, out)
+    config, out, collect = parse_args(argv)
+    report = run(config, out, collect=collect)
     sys.stdout.write(markdown(report))
     return 0
 

@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,12 @@ def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch):
     assert "stdg" not in inversions["no-stdg"]["by_purpose"]
     # a second run with the same settings reuses the finished clip
     again = quality.run(config, tmp_path, log=lines.append)
-    assert again["computed_clips"] == 0
+    assert again["computed_clips"] == 0 and again["clips_done"] == 1
     assert json.dumps(again["table"]) == json.dumps(report["table"])
+    # an interrupted longer run: --collect tabulates what is finished, computes nothing
+    partial = quality.run(replace(config, clips=3), tmp_path, log=lines.append, collect=True)
+    assert partial["computed_clips"] == 0 and partial["clips_done"] == 1
+    assert "1 of 3 held-out clips" in (tmp_path / "quality.md").read_text()
 
 
 def test_cases_cycle_edit_kinds_and_change_one_word():
@@ -97,9 +102,9 @@ def test_cases_cycle_edit_kinds_and_change_one_word():
 
 
 def test_command_line_options():
-    config, out = quality.parse_args(["--quick", "--rows", "full,no-sa1", "--out", "x"])
+    config, out, collect = quality.parse_args(["--quick", "--rows", "full,no-sa1", "--out", "x"])
     assert config.clips == quality.QUICK["clips"] and config.rows == ("full", "no-sa1")
-    assert out == Path("x")
+    assert out == Path("x") and not collect
     with pytest.raises(SystemExit):
         quality.parse_args(["--rows", "full,bogus"])
 
