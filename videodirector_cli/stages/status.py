@@ -178,7 +178,7 @@ def render_table(status: dict[str, Any]) -> Any:
         label = row["stage"] if row["key"] is None else f"{row['stage']} {_short_key(row)}"
         progress = row["progress"]
         shown = f"{progress['done']}/{progress['total']}" if progress else ""
-        details = " ".join(f"{k}={_fmt(v)}" for k, v in row["metrics"].items())
+        details = _details(row["metrics"])
         if row["message"] and row["state"] != "done":
             details = f"{details} {row['message']}".strip()
         table.add_row(label, Text(row["state"], style=styles.get(row["state"], "")), shown, details)
@@ -190,6 +190,24 @@ def render_table(status: dict[str, Any]) -> Any:
 def _short_key(row: dict[str, Any]) -> str:
     key = str(row["key"])
     return short(key, 10) if row["stage"] == "inversion" else key
+
+
+def _details(metrics: dict[str, Any]) -> str:
+    """Scalars as they are; per-step or per-frame lists by their latest or mean value.
+
+    The full lists stay in --json; a terminal row should stay one or two lines.
+    """
+    parts = []
+    for name, value in metrics.items():
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float, str)):
+            parts.append(f"{name}={_fmt(value)}")
+        elif isinstance(value, list) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            parts.append(f"{name}[-1]={_fmt(value[-1])}")
+    return " ".join(parts)
 
 
 def _fmt(value: Any) -> str:
