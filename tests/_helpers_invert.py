@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videodirector_cli.diffusion.models import load_model as _REAL_LOAD_MODEL
 from videodirector_cli.diffusion.tiny import build_tiny_model
 
 PROMPT = "a red ball rolling"
@@ -74,9 +75,8 @@ def make_invert_project(
 
 
 def fast_model_loader(spec, output=None):
-    """Stand-in for diffusion.models.load_model: the cached tiny model, for 'tiny' only."""
-    from videodirector_cli.diffusion.models import load_model
-
+    """Stand-in for diffusion.models.load_model: the cached tiny model for 'tiny', else the
+    real loader (kept from before any monkeypatching)."""
     if spec.model != "tiny":
-        return load_model(spec, output)
+        return _REAL_LOAD_MODEL(spec, output)
     return tiny_model()
