@@ -283,8 +283,8 @@ def _run(config: Config, out: Path, log, collect: bool) -> dict[str, Any]:
                 f"target {'ok' if full.get('target_ok') else 'missed'}"
             )
             bar.update(task, advance=1, info=info)
-            if log is not None:
-                say(info)
+            if log is not None or not console.is_terminal:  # a log file gets one line a clip
+                say(f"[{len(results)}/{config.clips} {time.perf_counter() - started:.0f}s] {info}")
 
         if config.workers <= 1 or len(todo) <= 1:
             for index in todo:
