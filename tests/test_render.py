@@ -156,11 +156,13 @@ def test_default_renders_every_done_edit_and_compare_has_three_panels(small_proj
     edit, _, _ = decode_all(Path(tiger["video"]))
     expected = read_frames([ProjectPaths(small_project).edit_frame("tiger", i) for i in range(4)])
     assert np.abs(edit.astype(float) - expected).mean() < ROUND_TRIP_MAE_LIMIT
-    # the middle panel is tinted inside the mask only
+    # the middle panel is tinted inside the mask and dimmed (to 35 %) outside it
     middle = compare[:, :, 68:132].astype(float)
     source = read_frames(ProjectPaths(small_project).frame_files(4)).astype(float)
-    assert np.abs(middle[:, 20:44, 20:44] - source[:, 20:44, 20:44]).mean() > 30
-    assert np.abs(middle[:, :8, :8] - source[:, :8, :8]).mean() < 6
+    tint = np.array([255, 40, 40], dtype=float)
+    inside = 0.65 * source[:, 20:44, 20:44] + 0.35 * tint
+    assert np.abs(middle[:, 20:44, 20:44] - inside).mean() < 8
+    assert np.abs(middle[:, :8, :8] - 0.35 * source[:, :8, :8]).mean() < 6
     record = Project.open(small_project).manifest.renders["tiger"]
     assert record.status == "done" and set(record.inputs) == {"frames", "edit:tiger", "masks"}
     assert Path(tiger["compare_sheet"]).is_file()

@@ -26,12 +26,18 @@ def overlay_mask(
     frames: np.ndarray,
     masks: np.ndarray,
     color: tuple[int, int, int] = (255, 40, 40),
-    alpha: float = 0.5,
+    alpha: float = 0.35,
+    dim: float = 0.35,
 ) -> np.ndarray:
-    """Tint the masked pixels of (F, H, W, 3) frames with ``color``."""
+    """Show the masked pixels of (F, H, W, 3) frames: tinted inside, dimmed outside.
+
+    Dimming the outside keeps the mask visible whatever the object's colour (a red tint alone
+    vanishes on a red object).
+    """
     out = frames.astype(np.float32)
     tint = np.asarray(color, dtype=np.float32)
     selected = masks.astype(bool)
+    out[~selected] *= dim
     out[selected] = (1 - alpha) * out[selected] + alpha * tint
     return out.round().clip(0, 255).astype(np.uint8)
 
