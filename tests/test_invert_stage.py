@@ -200,3 +200,44 @@ def test_bad_options_are_usage_errors(tmp_path):
     assert _invoke(tmp_path / "p", *FAST, "--null", "many").exit_code == 2
     assert _invoke(tmp_path / "p", *FAST, "--stdg-blocks", "up_blocks.9").exit_code == 2
     assert _invoke(tmp_path / "p", *FAST, "--block-weights", "1,2,3").exit_code == 2
+
+
+@pytest.mark.slow
+def test_kill_9_mid_inversion_then_the_same_command_finishes_it_identically(tmp_path):
+    """A real `vdir invert` process killed with SIGKILL after its second step file appears;
+    rerunning continues there and every stored tensor equals an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for root in (whole, killed):
+        make_invert_project(root, masks=True)
+    args = ["--model", "tiny", "--steps", "4", "--inner-steps", "2", "--no-report", "--quiet"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def vdir(root):
+        command = [sys.executable, "-m", "videodirector_cli", "invert", "--project", str(root)]
+        return subprocess.Popen([*command, *args], env=env)
+
+    assert vdir(whole).wait(timeout=900) == 0
+    (key,) = Project.open(whole).manifest.inversions
+    process = vdir(killed)
+    steps_dir = Project.open(killed).paths.inversion_dir(key) / "steps"
+    deadline = time.monotonic() + 900
+    while not (steps_dir / "step_0001.safetensors").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    files = InversionFiles(steps_dir.parent)
+    assert 2 <= files.completed_steps(key) < 4
+    assert vdir(killed).wait(timeout=900) == 0
+    a, b = InversionFiles(Project.open(whole).paths.inversion_dir(key)).load(), files.load()
+    assert torch.equal(a.pivots, b.pivots)
+    for name in ("nulls", "latents", "next_latents", "guidance"):
+        for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
+            assert torch.equal(x, y), name
+    assert Project.open(killed).manifest.inversions[key].status == "done"

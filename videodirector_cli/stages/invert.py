@@ -184,7 +184,9 @@ def inversion_key(params: dict[str, Any], inputs: dict[str, str], model: Diffusi
             "frames": inputs.get("frames"),
             "masks": inputs.get("masks"),
             "model_identity": dict(model.identity),
-            "scheduler": dict(model.scheduler.config),
+            "scheduler": {  # diffusers' private keys (a set in random order) left out
+                k: v for k, v in model.scheduler.config.items() if not k.startswith("_")
+            },
             "device_type": model.device.type,
             "dtype": dtype_name(model.dtype),
         }
