@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from _helpers_invert import tiny_model
 
@@ -11,7 +12,12 @@ from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.inversion import ddim_invert, denoise, invert, sample_cfg
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule
-from videodirector_cli.diffusion.unet_call import batch_embeddings, frame_embeddings, predict_noise
+from videodirector_cli.diffusion.unet_call import (
+    batch_embeddings,
+    frame_embeddings,
+    predict_noise,
+    run_until,
+)
 from videodirector_cli.stages.inversion_files import InversionFiles, StepResult
 
 SHAPE = (1, 4, 4, 8, 8)
@@ -119,16 +125,14 @@ def test_predict_noise_stops_after_the_modules_asked_for_and_counts_the_fraction
     counter = PassCounter()
     try:
         with torch.no_grad():
-            out = predict_noise(
-                model.unet, latent, 500, cond, counter=counter, stop_after=["up_blocks.1"]
-            )
-            assert out is None and not ran
+            fraction = run_until(model.unet, latent, 500, cond, ["up_blocks.1"], counter=counter)
+            assert not ran
             full = predict_noise(model.unet, latent, 500, cond, counter=counter)
     finally:
         handle.remove()
     assert full is not None and ran
-    partial = counter.by_purpose["forward"] - 1.0
-    assert 0.2 < partial < 0.9  # measured FLOP share of the UNet up to up_blocks.1
+    assert counter.by_purpose["forward"] == pytest.approx(1.0 + fraction)
+    assert 0.2 < fraction < 0.9  # measured FLOP share of the UNet up to up_blocks.1
     assert not model.unet.get_submodule("up_blocks.1")._forward_hooks  # hooks removed
 
 

@@ -90,7 +90,7 @@ def sample_cfg(
     guidance per step. With the stored nulls and guidance of an inversion this retraces it."""
 
     def noise(latent: torch.Tensor, timestep: int, index: int) -> torch.Tensor:
-        null = nulls if not isinstance(nulls, (list, tuple)) else nulls[index]
+        null: torch.Tensor = nulls[index] if isinstance(nulls, (list, tuple)) else nulls  # type: ignore[assignment]
         eps_u = predict_noise(unet, latent, timestep, null, counter=counter, purpose=purpose)
         eps_c = predict_noise(unet, latent, timestep, cond, counter=counter, purpose=purpose)
         eps = classifier_free(eps_u, eps_c, scale)

@@ -32,7 +32,7 @@ from videodirector_cli.diffusion.attention.capture import FeatureRecorder, captu
 from videodirector_cli.diffusion.attention.layers import layers_of
 from videodirector_cli.diffusion.attention.swap import swapped_processors
 from videodirector_cli.diffusion.passes import PassCounter
-from videodirector_cli.diffusion.unet_call import forward_fraction, predict_noise
+from videodirector_cli.diffusion.unet_call import run_until
 
 if TYPE_CHECKING:
     import torch
@@ -94,7 +94,7 @@ class STDG:
         unet,
         config: STDGConfig,
         masks: torch.Tensor | None,
-        latent_size: tuple[int, int],
+        latent_size: tuple[int, ...],
         counter: PassCounter | None = None,
     ) -> None:
         """``masks``: (F, H, W) bool at frame resolution, or None (whole frame foreground)."""
@@ -136,20 +136,15 @@ class STDG:
         processors = capture_processors(
             self.unet, recorder, self.config.blocks, self.uses_temporal, self.uses_keys
         )
-        frames = latent.shape[2]
-        context_shape = (latent.shape[0] * frames, *cond.shape[1:])
-        self.last_fraction = forward_fraction(
-            self.unet, tuple(latent.shape), context_shape, self.stop_modules
-        )
         with swapped_processors(self.unet, processors):
-            predict_noise(
+            self.last_fraction = run_until(
                 self.unet,
                 latent,
                 timestep,
                 cond,
+                self.stop_modules,
                 counter=self.counter,
                 purpose=purpose,
-                stop_after=self.stop_modules,
             )
         return Features(dict(recorder.temporal), dict(recorder.keys))
 
@@ -277,7 +272,7 @@ class STDG:
             return float(self.loss(self.features(latent, timestep, cond, "stdg-eval"), reference))
 
 
-def layer_size(latent_size: tuple[int, int], pixels: int) -> tuple[int, int]:
+def layer_size(latent_size: tuple[int, ...], pixels: int) -> tuple[int, int]:
     """The (h, w) of the UNet level with ``pixels`` tokens (each level halves, rounding up)."""
     h, w = latent_size
     while h * w > pixels and (h > 1 or w > 1):

@@ -1,7 +1,7 @@
 """Calling the UNet: per-frame text embeddings, pass counting, and stopping after given modules.
 
 A loss that reads features of the middle of the UNet (STDG) does not need the blocks after them.
-``predict_noise(..., stop_after=[names])`` hooks those modules and aborts the forward as soon as
+``run_until(..., stop_after=[names])`` hooks those modules and aborts the forward as soon as
 all of them have run; the caller reads what its processors recorded. The abort is an exception
 private to this module, raised from a forward hook and caught here, so nothing half-run leaks.
 
@@ -65,6 +65,13 @@ def _stop_when_done(unet, module_names: Sequence[str]) -> Iterator[None]:
             handle.remove()
 
 
+def _prepare(unet, latents, embeddings):
+    batch, frames = latents.shape[0], latents.shape[2]
+    if embeddings.shape[0] != batch * frames:
+        embeddings = batch_embeddings([embeddings] * batch, frames)
+    return latents.to(unet.dtype), embeddings.to(unet.dtype)
+
+
 def predict_noise(
     unet,
     latents: torch.Tensor,
@@ -73,33 +80,43 @@ def predict_noise(
     *,
     counter: PassCounter | None = None,
     purpose: str = "forward",
-    stop_after: Sequence[str] | None = None,
-) -> torch.Tensor | None:
-    """eps for ``latents`` (B, C, F, h, w) with ``embeddings`` (B*F, L, D), as float32.
-
-    Runs in the UNet's dtype. With ``stop_after`` the forward ends once those modules ran and
-    None is returned (the caller wants what its attention processors recorded, not eps).
-    """
+) -> torch.Tensor:
+    """eps for ``latents`` (B, C, F, h, w) as float32; ``embeddings`` (B*F, L, D), or one
+    video's (1 or F, L, D) used for every batch row. Runs in the UNet's dtype."""
     import torch
 
-    batch, frames = latents.shape[0], latents.shape[2]
-    if embeddings.shape[0] != batch * frames:
-        embeddings = batch_embeddings([embeddings] * batch, frames)
-    dtype = unet.dtype
-    sample = latents.to(dtype)
-    context = embeddings.to(dtype)
-    fraction = 1.0
-    if stop_after:
-        fraction = forward_fraction(unet, tuple(sample.shape), tuple(context.shape), stop_after)
+    sample, context = _prepare(unet, latents, embeddings)
     if counter is not None:
-        counter.add_forward(rows=batch, fraction=fraction, purpose=purpose)
+        counter.add_forward(rows=latents.shape[0], purpose=purpose)
+    return unet(sample, timestep, encoder_hidden_states=context).sample.to(torch.float32)
+
+
+def run_until(
+    unet,
+    latents: torch.Tensor,
+    timestep: int,
+    embeddings: torch.Tensor,
+    stop_after: Sequence[str],
+    *,
+    counter: PassCounter | None = None,
+    purpose: str = "forward",
+) -> float:
+    """Run the UNet until every module in ``stop_after`` has run, then abort the forward.
+
+    For callers that want what their attention processors recorded, not eps. Returns (and
+    counts) the fraction of a full forward's FLOPs that ran.
+    """
     if not stop_after:
-        return unet(sample, timestep, encoder_hidden_states=context).sample.to(torch.float32)
+        raise ValueError("run_until needs at least one module to stop after")
+    sample, context = _prepare(unet, latents, embeddings)
+    fraction = forward_fraction(unet, tuple(sample.shape), tuple(context.shape), stop_after)
+    if counter is not None:
+        counter.add_forward(rows=latents.shape[0], fraction=fraction, purpose=purpose)
     with _stop_when_done(unet, stop_after):
         try:
             unet(sample, timestep, encoder_hidden_states=context)
         except _StopForward:
-            return None
+            return fraction
     raise RuntimeError(f"the UNet never ran all of {list(stop_after)}")
 
 

@@ -185,7 +185,9 @@ def inversion_key(params: dict[str, Any], inputs: dict[str, str], model: Diffusi
             "masks": inputs.get("masks"),
             "model_identity": dict(model.identity),
             "scheduler": {  # diffusers' private keys (a set in random order) left out
-                k: v for k, v in model.scheduler.config.items() if not k.startswith("_")
+                k: v
+                for k, v in model.scheduler.config.items()  # type: ignore[attr-defined]
+                if not k.startswith("_")
             },
             "device_type": model.device.type,
             "dtype": dtype_name(model.dtype),
@@ -379,7 +381,10 @@ def _run_locked(
         if stored:
             null, latent = stored[-1].null, stored[-1].next_latent
         else:
-            null, latent = initial_null(empty, frames.shape[0], request.null_mode), None
+            null, latent = (
+                initial_null(empty, frames.shape[0], null_config(request).null_mode),
+                None,
+            )
         device = model.device
         null = null.to(device)
         latent = latent.to(device) if latent is not None else None
@@ -560,7 +565,7 @@ def reconstruction_report(
     )
     optimised = optimised.to(device)
     ceiling = decode_latents(model, clean)
-    report = {
+    report: dict[str, Any] = {
         "optimised": {
             "latent_mse": float(((optimised - clean) ** 2).mean()),
             "psnr": psnr(decode_latents(model, optimised), frames),
@@ -572,8 +577,8 @@ def reconstruction_report(
         "vae_psnr": psnr(ceiling, frames),
         "guidance_scale": guidance_scale,
     }
-    opt_mse = report["optimised"]["latent_mse"]
-    report["improvement"] = (report["plain_ddim"]["latent_mse"] / opt_mse) if opt_mse else None
+    opt_mse, plain_mse = report["optimised"]["latent_mse"], report["plain_ddim"]["latent_mse"]
+    report["improvement"] = plain_mse / opt_mse if opt_mse else None
     return report
 
 
