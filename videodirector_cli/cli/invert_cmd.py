@@ -143,9 +143,7 @@ def invert(
 ) -> None:
     """Invert the frames: DDIM inversion, then per-step null-text optimisation with STDG.
 
-    Writes inversions/KEY/ (KEY hashes every setting and input, so a change never overwrites an
-    earlier inversion). Each step is saved as it finishes: after Ctrl-C or a crash, the same
-    command continues where it stopped.
+    Writes inversions/KEY/ (KEY hashes every setting and input, so a change never overwrites an earlier inversion). Each step is saved as it finishes: after Ctrl-C or a crash, the same command continues where it stopped.
     """
     from videodirector_cli.stages.invert import InvertRequest, run_invert
 
