@@ -30,7 +30,9 @@ VAE_CONFIG = dict(
     block_out_channels=(16, 32, 64),
     layers_per_block=1,
     latent_channels=LATENT_CHANNELS,
-    norm_num_groups=8,
+    # one group: GroupNorm with few channels per group erases the colour of flat regions
+    # (2 channels per group keep one bit each), and the decoder's last norm feeds conv_out
+    norm_num_groups=1,
     sample_size=SAMPLE_SIZE,
     scaling_factor=1.0,  # replaced after VAE training by 1 / std of the latents
 )
@@ -47,7 +49,7 @@ UNET_CONFIG = dict(
     layers_per_block=1,
     cross_attention_dim=TEXT_HIDDEN,
     attention_head_dim=8,
-    norm_num_groups=16,
+    norm_num_groups=4,
 )
 
 MOTION_CONFIG = dict(
@@ -55,7 +57,7 @@ MOTION_CONFIG = dict(
     motion_layers_per_block=1,
     motion_mid_block_layers_per_block=1,
     motion_num_attention_heads=4,
-    motion_norm_num_groups=16,
+    motion_norm_num_groups=8,
     motion_max_seq_length=32,
     use_motion_mid_block=False,
 )
@@ -86,9 +88,18 @@ SCHEDULER_CONFIG = dict(
 
 
 def build_vae():
+    """A fresh ``AutoencoderKL`` whose posterior starts nearly deterministic (log-variance bias
+    -6): a tiny KL-VAE trained for minutes otherwise keeps a unit-variance posterior that
+    drowns the latents in noise (blurry, grey reconstructions)."""
+    import torch
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    conv = vae.encoder.conv_out
+    with torch.no_grad():
+        conv.weight[LATENT_CHANNELS:] *= 0.1
+        conv.bias[LATENT_CHANNELS:] = -6.0
+    return vae
 
 
 def build_text_encoder(vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int):

@@ -1,10 +1,10 @@
 """Train the toy AnimateDiff-architecture model on the procedural world (CPU, under an hour).
 
     python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights \
-        --work /work/toy-train --vae-steps 600 --unet-steps 4000 --max-minutes 70
+        --work /work/toy-train --vae-steps 700 --unet-steps 3000 --max-minutes 48
 
-Stage A trains the ``AutoencoderKL`` on single frames (L1 + MSE reconstruction, small KL), then
-sets its ``scaling_factor`` to 1 / std of the latents. Stage B trains the ``CLIPTextModel`` jointly
+Stage A trains the ``AutoencoderKL`` on random 32x32 crops of single frames (L1 + MSE
+reconstruction, small KL), then sets its ``scaling_factor`` to 1 / std of the latents. Stage B trains the ``CLIPTextModel`` jointly
 with the ``UNetMotionModel`` (UNet2DConditionModel + MotionAdapter) with the standard epsilon
 prediction loss on VAE latents of 16-frame clips, dropping the caption to "" 10 % of the time so
 classifier-free guidance works. Clips are generated on the fly from seeds < ``--train-seeds``
@@ -62,7 +62,15 @@ def vae_batch(seed: int, step: int, args) -> torch.Tensor:
         s = int(rng.integers(args.train_seeds))
         clip = world.make_clip(s, frames=configs.NUM_FRAMES, p_second=0.3, split="train")
         idx = rng.choice(clip.num_frames, size=per_clip, replace=False)
-        frames.append(clip_tensor(clip)[idx])
+        x = clip_tensor(clip)[idx]
+        c = args.vae_crop
+        if c and c < x.shape[-1]:  # random crops: the VAE is convolutional, crops are cheaper
+            crops = []
+            for k in range(per_clip):
+                oy, ox = rng.integers(0, x.shape[-1] - c + 1, size=2)
+                crops.append(x[k, :, oy : oy + c, ox : ox + c])
+            x = torch.stack(crops)
+        frames.append(x)
     return torch.cat(frames)
 
 
@@ -151,6 +159,14 @@ class Trainer:
         self.seconds = {"vae": 0.0, "unet": 0.0}
         self.losses: dict[str, list[float]] = {"vae_rec": [], "vae_kl": [], "unet_eps": []}
         self.latent_cache: dict[int, torch.Tensor] = {}
+        self.dec_step = 0
+        self.dec_state: dict | None = None
+        self.vae2_step = 0
+        self.vae2_state: dict | None = None
+        self.seconds["vae_finetune"] = 0.0
+        self.losses["vae_finetune"] = []
+        self.seconds["decoder"] = 0.0
+        self.losses["vae_decoder"] = []
         self.state_path = self.work / "state.pt"
         if self.state_path.exists():
             self.load()
@@ -167,8 +183,8 @@ class Trainer:
             "opt_unet": self.opt_unet.state_dict(),
             "vae_step": self.vae_step,
             "unet_step": self.unet_step,
-            "seconds": self.seconds,
-            "losses": self.losses,
+            "seconds": {k: v for k, v in self.seconds.items() if k not in ("decoder", "vae_finetune")},
+            "losses": {k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")},
         }
 
     def save(self) -> None:
@@ -186,7 +202,7 @@ class Trainer:
                 indent=1,
             )
         )
-        plot_losses(self.losses, self.work / "loss.png")
+        plot_losses({k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")}, self.work / "loss.png")
 
     def load(self) -> None:
         st = torch.load(self.state_path, map_location="cpu", weights_only=False)
@@ -197,7 +213,8 @@ class Trainer:
         self.opt_vae.load_state_dict(st["opt_vae"])
         self.opt_unet.load_state_dict(st["opt_unet"])
         self.vae_step, self.unet_step = st["vae_step"], st["unet_step"]
-        self.seconds, self.losses = st["seconds"], st["losses"]
+        self.seconds.update(st["seconds"])
+        self.losses.update(st["losses"])
         _log(f"resumed from {self.state_path}: vae step {self.vae_step}, unet step {self.unet_step}")
 
     # -- helpers ----------------------------------------------------------------------------
@@ -236,10 +253,7 @@ class Trainer:
                 g["lr"] = self.lr_at(self.vae_step, a.vae_steps, a.vae_lr, warmup=50)
             torch.manual_seed(a.seed * 7919 + self.vae_step)
             post = self.vae.encode(x).latent_dist
-            # posterior noise ramps in over the first half: a plain autoencoder first (fast to
-            # learn), a standard KL-VAE (safe to sample from) by the end
-            ramp = min(1.0, self.vae_step / max(1, a.vae_steps // 2))
-            z = post.mean + ramp * post.std * torch.randn_like(post.mean)
+            z = post.sample()
             rec = self.vae.decode(z).sample
             l_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
             kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
@@ -329,6 +343,155 @@ class Trainer:
                 last_ckpt = time.time()
         self.save()
 
+    # -- stage C: decoder fine-tuning ---------------------------------------------------------
+    # The UNet only sees the encoder's latents, so the decoder (and post_quant_conv) can be
+    # trained further at any time without invalidating the UNet. It runs on full 64x64 frames
+    # and keeps its own checkpoint (decoder.pt), so it can run beside stage B.
+    def decoder_params(self):
+        return list(self.vae.decoder.parameters()) + list(self.vae.post_quant_conv.parameters())
+
+    def load_decoder(self) -> None:
+        path = self.work / "decoder.pt"
+        if path.exists():
+            st = torch.load(path, map_location="cpu", weights_only=False)
+            self.vae.decoder.load_state_dict(st["decoder"])
+            self.vae.post_quant_conv.load_state_dict(st["post_quant_conv"])
+            self.dec_step = st["step"]
+            self.dec_state = st
+            self.losses["vae_decoder"] = st["losses"]
+            self.seconds["decoder"] = st["seconds"]
+
+    def save_decoder(self, opt) -> None:
+        atomic_torch_save(
+            {
+                "decoder": self.vae.decoder.state_dict(),
+                "post_quant_conv": self.vae.post_quant_conv.state_dict(),
+                "opt": opt.state_dict(),
+                "step": self.dec_step,
+                "losses": self.losses["vae_decoder"],
+                "seconds": self.seconds["decoder"],
+            },
+            self.work / "decoder.pt",
+        )
+
+    def train_decoder(self, progress, task) -> None:
+        a = self.args
+        opt = torch.optim.AdamW(self.decoder_params(), lr=a.dec_lr, weight_decay=0.0)
+        if self.dec_state is not None:
+            opt.load_state_dict(self.dec_state["opt"])
+        self.vae.eval()
+        self.vae.decoder.train()
+        start, last_ckpt = time.time(), time.time()
+        while self.dec_step < a.dec_steps and time.time() - start < a.dec_minutes * 60:
+            t0 = time.time()
+            rng = np.random.default_rng([a.seed, 3, self.dec_step])
+            xs = []
+            for _ in range(a.dec_batch // 4):
+                clip = world.make_clip(int(rng.integers(a.train_seeds)), p_second=0.3, split="train")
+                xs.append(clip_tensor(clip)[rng.choice(clip.num_frames, size=4, replace=False)])
+            x = torch.cat(xs)
+            torch.manual_seed(a.seed * 7919 + 1_000_000 + self.dec_step)
+            with torch.no_grad():
+                post = self.vae.encode(x).latent_dist
+                z = post.sample()
+            for g in opt.param_groups:
+                g["lr"] = self.lr_at(self.dec_step, a.dec_steps, a.dec_lr, warmup=20)
+            rec = self.vae.decode(z).sample
+            loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.decoder_params(), 1.0)
+            opt.step()
+            self.dec_step += 1
+            self.losses["vae_decoder"].append(loss.item())
+            self.seconds["decoder"] += time.time() - t0
+            progress.update(task, completed=self.dec_step, info=f"rec {loss.item():.4f}")
+            self.plain_log("decoder", self.dec_step, f"rec {loss.item():.4f}")
+            if time.time() - last_ckpt > a.ckpt_minutes * 60:
+                self.save_decoder(opt)
+                last_ckpt = time.time()
+        self.save_decoder(opt)
+
+    # -- stage D: whole-VAE fine-tuning with object-weighted loss --------------------------------
+    # Objects cover ~5 % of a frame, so a plain reconstruction loss learns backgrounds first and
+    # object colours last; here pixels of the objects (exact masks from the world) weigh
+    # 1 + --obj-weight. Encoder and decoder both train, so the latent space moves: the UNet stage
+    # must run after this one (its latents are encoded with the final encoder).
+    def load_vae2(self) -> bool:
+        path = self.work / "vae2.pt"
+        if not path.exists():
+            return False
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        self.vae.load_state_dict(st["vae"])
+        self.vae.register_to_config(scaling_factor=st["scaling"])
+        self.vae2_step = st["step"]
+        self.vae2_state = st
+        self.losses["vae_finetune"] = st["losses"]
+        self.seconds["vae_finetune"] = st["seconds"]
+        return True
+
+    def save_vae2(self, opt) -> None:
+        atomic_torch_save(
+            {
+                "vae": self.vae.state_dict(),
+                "scaling": self.vae.config.scaling_factor,
+                "opt": opt.state_dict(),
+                "step": self.vae2_step,
+                "decoder_only": self.args.vae2_decoder_only,
+                "losses": self.losses["vae_finetune"],
+                "seconds": self.seconds["vae_finetune"],
+            },
+            self.work / "vae2.pt",
+        )
+
+    def train_vae2(self, progress, task) -> None:
+        a = self.args
+        params = self.decoder_params() if a.vae2_decoder_only else list(self.vae.parameters())
+        opt = torch.optim.AdamW(params, lr=a.vae2_lr, weight_decay=0.0)
+        st = self.vae2_state
+        if st is not None and st.get("decoder_only", False) == a.vae2_decoder_only:
+            opt.load_state_dict(st["opt"])
+        self.vae.train()
+        start, last_ckpt = time.time(), time.time()
+        while self.vae2_step < a.vae2_steps and time.time() - start < a.vae2_minutes * 60:
+            t0 = time.time()
+            rng = np.random.default_rng([a.seed, 4, self.vae2_step])
+            xs, ws = [], []
+            for _ in range(a.dec_batch // 4):
+                clip = world.make_clip(int(rng.integers(a.train_seeds)), p_second=0.3, split="train")
+                idx = rng.choice(clip.num_frames, size=4, replace=False)
+                xs.append(clip_tensor(clip)[idx])
+                m = clip.masks[idx] | (clip.masks2[idx] if clip.masks2 is not None else False)
+                ws.append(1.0 + a.obj_weight * torch.from_numpy(m).float()[:, None])
+            x, w = torch.cat(xs), torch.cat(ws)
+            torch.manual_seed(a.seed * 7919 + 2_000_000 + self.vae2_step)
+            for g in opt.param_groups:
+                g["lr"] = self.lr_at(self.vae2_step, a.vae2_steps, a.vae2_lr, warmup=20)
+            if a.vae2_decoder_only:  # the latent space stays fixed (a UNet trained on it stays valid)
+                with torch.no_grad():
+                    post = self.vae.encode(x).latent_dist
+            else:
+                post = self.vae.encode(x).latent_dist
+            rec = self.vae.decode(post.sample()).sample
+            err = (rec - x).abs() + (rec - x).pow(2)
+            l_rec = (err * w).sum() / (w.sum() * 3)
+            kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
+            loss = l_rec + a.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            self.vae2_step += 1
+            self.losses["vae_finetune"].append(l_rec.item())
+            self.seconds["vae_finetune"] += time.time() - t0
+            progress.update(task, completed=self.vae2_step, info=f"rec {l_rec.item():.4f}")
+            self.plain_log("vae2", self.vae2_step, f"weighted rec {l_rec.item():.4f}")
+            if time.time() - last_ckpt > a.ckpt_minutes * 60:
+                self.save_vae2(opt)
+                last_ckpt = time.time()
+        self.set_scaling()
+        self.save_vae2(opt)
+
     # -- export -----------------------------------------------------------------------------
     def export(self, out: Path) -> None:
         export_pipeline(self.vae, self.text_encoder, self.tok_dir, self.unet, out)
@@ -385,21 +548,34 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="diffusers pipeline folder to write at the end")
     p.add_argument("--work", default="/work/toy-train", help="checkpoints, logs, loss.png")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=600)
-    p.add_argument("--vae-batch", type=int, default=16, help="frames per VAE step")
-    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--vae-steps", type=int, default=700)
+    p.add_argument("--vae-batch", type=int, default=32, help="frames (crops) per VAE step")
+    p.add_argument("--vae-crop", type=int, default=32, help="train the VAE on random crops of this size (0: full frames)")
+    p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
-    p.add_argument("--unet-steps", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=2, help="clips (of 16 frames) per UNet step")
+    p.add_argument("--unet-steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=1, help="clips (of 16 frames) per UNet step")
     p.add_argument("--unet-lr", type=float, default=5e-4)
     p.add_argument("--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt")
     p.add_argument("--p-second", type=float, default=0.15, help="probability of a second object")
     p.add_argument("--train-seeds", type=int, default=4000, help="clip seeds 0..N-1 are the training set")
-    p.add_argument("--max-minutes", type=float, default=70.0, help="wall-clock budget of training (both stages)")
+    p.add_argument("--max-minutes", type=float, default=48.0, help="wall-clock budget of training (both stages)")
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a shared, oversubscribed CPU)")
     p.add_argument("--loss-png", default=None, help="also copy the loss-curve PNG here")
     p.add_argument("--no-export", action="store_true")
+    p.add_argument("--stages", default="vae,decoder,vae2,unet,export",
+                   help="comma list of vae,decoder,vae2,unet,export")
+    p.add_argument("--dec-steps", type=int, default=600, help="decoder fine-tuning steps (stage C)")
+    p.add_argument("--dec-batch", type=int, default=8, help="full 64x64 frames per decoder step")
+    p.add_argument("--dec-lr", type=float, default=5e-4)
+    p.add_argument("--dec-minutes", type=float, default=20.0, help="wall-clock cap of stage C")
+    p.add_argument("--vae2-steps", type=int, default=400, help="whole-VAE object-weighted fine-tuning steps")
+    p.add_argument("--vae2-lr", type=float, default=3e-4)
+    p.add_argument("--vae2-minutes", type=float, default=10.0)
+    p.add_argument("--obj-weight", type=float, default=8.0, help="extra loss weight of object pixels")
+    p.add_argument("--vae2-decoder-only", action="store_true",
+                   help="continue stage D on the decoder only (keeps the latent space)")
     return p.parse_args(argv)
 
 
@@ -430,22 +606,46 @@ def main(argv=None) -> int:
         with Progress(*cols, console=console, refresh_per_second=1) as progress:
             ta = progress.add_task("VAE", total=args.vae_steps, completed=tr.vae_step, info="")
             tb = progress.add_task("UNet+text", total=args.unet_steps, completed=tr.unet_step, info="")
-            tr.train_vae(progress, ta)
-            if tr.vae_step >= args.vae_steps:
+            stages = args.stages.split(",")
+            if "vae" in stages:
+                tr.train_vae(progress, ta)
+            if "decoder" in stages and tr.vae_step >= args.vae_steps:
+                tr.load_decoder()
+                tc = progress.add_task("VAE decoder", total=args.dec_steps, completed=tr.dec_step, info="")
+                tr.train_decoder(progress, tc)
+            if "vae2" in stages and tr.vae_step >= args.vae_steps:
+                tr.load_decoder()
+                tr.load_vae2()
+                td = progress.add_task("VAE fine-tune", total=args.vae2_steps, completed=tr.vae2_step, info="")
+                tr.train_vae2(progress, td)
+            if "unet" in stages and tr.vae_step >= args.vae_steps:
+                tr.load_decoder()
+                tr.load_vae2()  # the latents come from the final encoder
                 tr.train_unet(progress, tb)
     except KeyboardInterrupt:
-        _log("interrupted: saving checkpoint")
-        tr.save()
+        if {"vae", "unet"} & set(args.stages.split(",")):  # a decoder-only run leaves state.pt alone
+            _log("interrupted: saving checkpoint")
+            tr.save()
         return 130
     _log(
         f"session {time.time() - start:.0f}s; total vae {tr.seconds['vae']:.0f}s "
         f"({tr.vae_step} steps), unet {tr.seconds['unet']:.0f}s ({tr.unet_step} steps)"
     )
-    if args.loss_png:
-        shutil.copyfile(tr.work / "loss.png", args.loss_png)
-    if not args.no_export and tr.vae_step >= args.vae_steps:
+    if not args.no_export and "export" in args.stages.split(",") and tr.vae_step >= args.vae_steps:
+        tr.load_decoder()
+        tr.load_vae2()
         tr.export(Path(args.out))
         _log(f"wrote {args.out}")
+    if args.loss_png:
+        tr.load_decoder()
+        tr.load_vae2()
+        plot_losses(tr.losses, Path(args.loss_png))
+    summary = {
+        "vae_steps": tr.vae_step, "decoder_steps": tr.dec_step, "unet_steps": tr.unet_step,
+        "seconds": {k: round(v) for k, v in tr.seconds.items()},
+        "final_losses_avg50": {k: round(float(np.mean(v[-50:])), 4) for k, v in tr.losses.items() if v},
+    }
+    _log(json.dumps(summary))
     return 0
 
 

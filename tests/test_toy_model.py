@@ -1,0 +1,152 @@
+"""The shipped toy model folder (toy/weights) and the learned-ness check (toy.check)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from videodirector_cli.toy import WEIGHTS_DIR, check, configs, world
+
+MB = 1024 * 1024
+
+
+def test_folder_is_a_diffusers_animatediff_pipeline_under_20_mb():
+    index = json.loads((WEIGHTS_DIR / "model_index.json").read_text())
+    assert index["_class_name"] == "AnimateDiffPipeline"
+    assert index["unet"] == ["diffusers", "UNetMotionModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    assert index["text_encoder"][1] == "CLIPTextModel"
+    assert index["tokenizer"][1].startswith("CLIPTokenizer")
+    assert index["scheduler"] == ["diffusers", "DDIMScheduler"]
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert (WEIGHTS_DIR / sub).is_dir(), sub
+    assert (WEIGHTS_DIR / "tokenizer" / "vocab.json").is_file()
+    assert (WEIGHTS_DIR / "tokenizer" / "merges.txt").is_file()
+    total = sum(f.stat().st_size for f in WEIGHTS_DIR.rglob("*") if f.is_file())
+    assert total <= 20 * MB, f"{total / MB:.1f} MB"
+    assert not list(WEIGHTS_DIR.rglob("*.bin")), "safetensors only"
+
+
+def test_loads_offline_through_diffusers_in_a_fresh_process():
+    """HF_HUB_OFFLINE=1 is read at import time, so the load runs in its own interpreter."""
+    code = textwrap.dedent(
+        f"""
+        import torch
+        from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+        d = {str(WEIGHTS_DIR)!r}
+        pipe = AnimateDiffPipeline.from_pretrained(d)
+        assert isinstance(pipe.unet, UNetMotionModel)
+        UNetMotionModel.from_pretrained(d, subfolder="unet")
+        AutoencoderKL.from_pretrained(d, subfolder="vae")
+        CLIPTextModel.from_pretrained(d, subfolder="text_encoder")
+        tok = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer")
+        DDIMScheduler.from_pretrained(d, subfolder="scheduler")
+        print("OK", pipe.unet.dtype, pipe.text_encoder.dtype, tok.model_max_length)
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=os.path.join(os.getcwd(), ".no-hf-home"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "OK torch.float32 torch.float32 77" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    return check.load_pipeline(WEIGHTS_DIR)
+
+
+def test_configuration_contract(pipe):
+    sch = pipe.scheduler.config
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    assert (sch.beta_start, sch.beta_end, sch.beta_schedule) == (0.00085, 0.012, "linear")
+    assert sch.steps_offset == 1 and sch.clip_sample is False and sch.set_alpha_to_one is False
+    assert pipe.tokenizer.model_max_length == 77
+    assert pipe.text_encoder.config.max_position_embeddings == 77
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    assert pipe.vae_scale_factor == 4  # 64x64 frames -> 16x16 latents
+    assert pipe.vae.config.scaling_factor != 1.0  # set from the trained latents' std
+    names = {n for n, _ in pipe.unet.named_modules()}
+    for blk in ("up_blocks.1", "up_blocks.2", "down_blocks.0", "down_blocks.1", "mid_block"):
+        assert f"{blk}.attentions.0.transformer_blocks.0.attn1" in names, blk
+        assert f"{blk}.attentions.0.transformer_blocks.0.attn2" in names, blk
+    for blk in ("up_blocks.1", "up_blocks.2", "down_blocks.0", "down_blocks.1"):
+        assert f"{blk}.motion_modules.0.transformer_blocks.0.attn1" in names, blk
+
+
+def test_every_caption_word_is_one_token_in_the_shipped_tokenizer(pipe):
+    tok = pipe.tokenizer
+    for w in world.all_words():
+        assert tok.convert_ids_to_tokens(tok(w, add_special_tokens=False).input_ids) == [w + "</w>"]
+
+
+def test_noise_prediction_shape(pipe):
+    F_ = configs.NUM_FRAMES
+    ids = pipe.tokenizer(
+        ["a red circle moving right on a blue background"], padding="max_length",
+        max_length=77, return_tensors="pt",
+    ).input_ids
+    with torch.no_grad():
+        emb = pipe.text_encoder(ids)[0]
+        assert emb.shape == (1, 77, pipe.text_encoder.config.hidden_size)
+        z = torch.randn(1, 4, F_, 16, 16, generator=torch.Generator().manual_seed(0))
+        eps = pipe.unet(z, torch.tensor([500]), encoder_hidden_states=emb.repeat_interleave(F_, 0)).sample
+    assert eps.shape == (1, 4, F_, 16, 16)
+    assert torch.isfinite(eps).all()
+
+
+def test_vae_reconstructs_a_world_clip(pipe):
+    clip = world.make_clip_from("red", "square", "right", "black", seed=world.HELDOUT_SEED_START)
+    x = torch.from_numpy(clip.frames[:4]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    with torch.no_grad():
+        z = pipe.vae.encode(x).latent_dist.mean
+        assert z.shape == (4, 4, 16, 16)
+        rec = pipe.vae.decode(z).sample
+    err = (rec - x).abs().mul(127.5).mean().item()
+    assert err < 12.0, err  # mean abs error on the 0-255 scale
+
+
+def test_scorer_is_right_on_world_clips_and_sees_reversed_motion():
+    prompts = check.eval_prompts(24)
+    scores = check.ground_truth_scores(prompts)
+    s = check.summarize(scores)
+    assert s["colour"] == s["direction"] == s["background"] == s["shape"] == 1.0
+    clip = world.make_clip_from("yellow", "triangle", "right", "striped", seed=3)
+    rev = check.score_clip(clip.frames[::-1], "yellow", "triangle", "right", "striped")
+    assert rev.pred_direction == "left" and not rev.direction_ok and rev.colour_ok
+    wrong_bg = check.score_clip(clip.frames, "yellow", "triangle", "right", "white")
+    assert not wrong_bg.bg_ok
+    noise = np.random.default_rng(0).integers(0, 256, clip.frames.shape, dtype=np.uint8)
+    bad = check.score_clip(noise, "yellow", "triangle", "right", "striped")
+    assert not bad.direction_ok
+
+
+def test_vae_roundtrip_scoring_runs(pipe):
+    scores = check.vae_roundtrip_scores(pipe, check.eval_prompts(2))
+    assert len(scores) == 2
+    assert all(s.bg_ok for s in scores)  # the VAE keeps backgrounds (see docs/toy-model.md)
+
+
+def test_check_runs_on_a_tiny_sample(pipe):
+    prompts = check.eval_prompts(1)
+    scores, clips = check.run_check(pipe, prompts, steps=2, progress=False)
+    assert len(scores) == 1 and clips[0].shape == (16, 64, 64, 3) and clips[0].dtype == np.uint8
+    summary = check.summarize(scores)
+    assert summary["n"] == 1 and 0.0 <= summary["colour"] <= 1.0
+
+
+@pytest.mark.slow
+def test_model_beats_chance_on_heldout_prompts(pipe):
+    """The trained model (not the scorer) on 12 held-out prompts, 25 DDIM steps: about a minute."""
+    scores, _ = check.run_check(pipe, check.eval_prompts(12), steps=25, progress=False)
+    s = check.summarize(scores)
+    assert s["colour"] > 0.5, s
+    assert s["direction"] > 0.4, s
