@@ -23,11 +23,14 @@ def demo(
     ] = Path("vdir-demo"),
     steps: Annotated[
         int,
-        typer.Option("--steps", help="DDIM steps (the paper uses 50; 20 keeps the demo short)."),
-    ] = 20,
+        typer.Option("--steps", help="DDIM steps (the paper uses 50; 15 keeps the demo short)."),
+    ] = 15,
     inner_steps: Annotated[
-        int, typer.Option("--inner-steps", help="Null-text optimisation updates per step.")
-    ] = 5,
+        int,
+        typer.Option(
+            "--inner-steps", help="Null-text optimisation updates per step (the paper: 10)."
+        ),
+    ] = 3,
     device: DeviceOpt = "auto",
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -29,9 +29,9 @@ class DemoRequest:
     background: str = "blue"
     new_colour: str = "green"
     new_shape: str = "square"
-    steps: int = 20
+    steps: int = 15
     """Fewer DDIM steps than the paper's 50 so that the demo fits in about 3 CPU minutes."""
-    inner_steps: int = 5
+    inner_steps: int = 3
     model: str = "toy"
     device: str = "auto"
     seed: int = DEMO_SEED
