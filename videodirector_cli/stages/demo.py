@@ -16,6 +16,12 @@ from typing import Any
 from videodirector_cli.errors import UsageError
 from videodirector_cli.output import Output
 
+TOY_CAVEAT = (
+    "note: the toy model shipped with this version does not follow its prompt yet (its training "
+    "budget was too small, see docs/toy-model.md), so these edits show the pipeline running, not "
+    "what VideoDirector does with real AnimateDiff weights"
+)
+
 DEMO_SEED = 1_000_007
 """A held-out seed (>= toy.world.HELDOUT_SEED_START): the model never saw this clip."""
 
@@ -161,6 +167,7 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "stage_seconds": timings,
         "render": rendered,
+        "caveat": TOY_CAVEAT,
     }
 
 
@@ -172,4 +179,5 @@ def summary(result: dict[str, Any]) -> str:
     for name, prompt in result["edits"].items():
         lines.append(f"  {name}: '{prompt}' -> {result['videos'][name]}")
     lines.append("(source | mask | edit side by side; the .png next to each is a contact sheet)")
+    lines.append(TOY_CAVEAT)
     return "\n".join(lines)
