@@ -64,8 +64,8 @@ ROW_NAMES = tuple(row.name for row in ROWS)
 
 @dataclass(frozen=True)
 class MethodSettings:
-    steps: int = 10
-    inner_steps: int = 3
+    steps: int = 5
+    inner_steps: int = 2
     guidance_scale: float = 7.5
     tau_s: float = 0.4
     tau_c: float = 0.8
