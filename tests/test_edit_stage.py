@@ -234,3 +234,36 @@ def test_source_prompt_edit_of_a_vdir_invert_result_reproduces_its_reconstructio
     stored = InversionFiles(project.paths.inversion_dir(key)).load()
     latents = load_file(str(project.paths.edit_dir("same") / "latents.safetensors"))["latents"]
     assert (latents - stored.next_latents[-1]).abs().max() <= 1e-4
+
+
+def test_background_target_protects_the_object_with_blend(tmp_path):
+    """--target background: the mask marks what must NOT change, so --blend keeps the object."""
+    import torch
+    from _helpers_editing import box_masks
+    from safetensors.torch import load_file
+
+    from videodirector_cli.diffusion.editing import blend_mask
+    from videodirector_cli.project.paths import ProjectPaths
+
+    _, stored = make_project_with_inversion(tmp_path, masks=True)
+    result = vdir(tmp_path, TARGET, "--name", "bg", "--blend", "--target", "background", "--json")
+    assert result.exit_code == 0, result.output
+    latents = load_file(str(ProjectPaths(tmp_path).edit_dir("bg") / "latents.safetensors"))[
+        "latents"
+    ]
+    edited_cells = blend_mask(~box_masks(frames=4), (16, 16), dilate=0).bool()
+    edited_cells = edited_cells.expand_as(latents)
+    reconstruction = stored.next_latents[-1]
+    assert bool((~edited_cells).any())
+    # cells wholly inside the object come from the reconstruction; the background was edited
+    assert torch.equal(latents[~edited_cells], reconstruction[~edited_cells])
+    assert (latents[edited_cells] - reconstruction[edited_cells]).abs().max() > 1e-3
+    record = json.loads((ProjectPaths(tmp_path).edit_dir("bg") / "edit.json").read_text())
+    assert "background" in json.dumps(record)
+
+
+def test_bad_target_is_refused(project_root):
+    before = snapshot(project_root)
+    result = vdir(project_root, TARGET, "--target", "sky")
+    assert result.exit_code == 2 and "--target" in flat(result.output)
+    assert snapshot(project_root) == before

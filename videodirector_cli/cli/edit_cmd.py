@@ -117,6 +117,16 @@ def edit(
             "out of the masked region); 'none': ignore them.",
         ),
     ] = "auto",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="What the edit changes: 'foreground' (the masked object) or 'background' "
+            "(everything else: SA-II and --blend then protect the object). Default: the "
+            "inversion's --target.",
+            show_default=False,
+        ),
+    ] = None,
     no_sa1: Annotated[bool, typer.Option("--no-sa1", help="Ablation: turn SA-I off.")] = False,
     no_sa2: Annotated[bool, typer.Option("--no-sa2", help="Ablation: turn SA-II off.")] = False,
     no_cross: Annotated[
@@ -168,6 +178,7 @@ def edit(
         blend=blend,
         blend_dilate=blend_dilate,
         mask=mask,
+        target=target,
         sa1=not no_sa1,
         sa2=not no_sa2,
         cross=not no_cross,

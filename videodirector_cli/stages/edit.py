@@ -64,6 +64,8 @@ class EditRequest:
     blend_dilate: int = 0
     """Frame pixels."""
     mask: str = "auto"
+    target: str | None = None
+    """'foreground' (the mask is what changes) or 'background'; None: the inversion's target."""
     sa1: bool = True
     sa2: bool = True
     cross: bool = True
@@ -191,8 +193,11 @@ def inversion_facts(project: Project, record: StageRecord) -> dict[str, Any]:
     scale = _param(sources, "guidance_scale", "cfg", "cfg_scale")
     model = _param(sources, "model_spec", "model")
     identity = _param(sources, "model_identity", "identity")
+    stdg = params.get("stdg")
+    target = stdg.get("target") if isinstance(stdg, dict) else None
     return {
         "prompt": str(prompt),
+        "target": target if target in ("foreground", "background") else "foreground",
         "guidance_scale": float(scale) if scale is not None else 7.5,
         "model": model,
         "identity": identity if isinstance(identity, dict) else None,
@@ -237,6 +242,8 @@ def check_request(request: EditRequest, source_prompt: str) -> None:
         raise UsageError(f"--mode {request.mode!r} is not one of: auto, replace, refine")
     if request.mask not in MASK_CHOICES:
         raise UsageError(f"--mask {request.mask!r} is not one of: auto, none")
+    if request.target not in (None, "foreground", "background"):
+        raise UsageError(f"--target {request.target!r} is not one of: foreground, background")
     if request.blend_dilate < 0:
         raise UsageError("--blend-dilate must be 0 or more pixels")
     if request.mode == "replace":
@@ -402,7 +409,13 @@ def edit_params(
         "blend": request.blend,
         "blend_dilate_px": request.blend_dilate if request.blend else 0,
         "mask": "project" if uses_masks else "none",
+        "target": edit_target(request, facts) if uses_masks else None,
     }
+
+
+def edit_target(request: EditRequest, facts: dict[str, Any]) -> str:
+    """What the edit changes: by default what the inversion's STDG treated as the target."""
+    return request.target or facts["target"]
 
 
 def _up_to_date_result(name: str, key: str) -> dict[str, Any]:
@@ -420,6 +433,8 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str
     check_request(request, source_prompt)
     # Masks matter to SA-II and --blend only; an edit without either does not depend on them.
     masks = _load_masks(project, request.mask) if (request.sa2 or request.blend) else None
+    if masks is not None and edit_target(request, facts) == "background":
+        masks = ~masks  # the edited region is everything but the object
     if request.blend and masks is None:
         raise UsageError(
             "--blend keeps the background outside the mask, but there is no mask",
