@@ -88,5 +88,8 @@ def test_swapped_processors_restores_originals_even_on_error(tiny) -> None:
         raise RuntimeError("boom")
     after = {name: type(proc) for name, proc in tiny.unet.attn_processors.items()}
     assert after == before
-    with pytest.raises(KeyError), swapped_processors(tiny.unet, {"nope.processor": AttnProcessor()}):
+    with (
+        pytest.raises(KeyError),
+        swapped_processors(tiny.unet, {"nope.processor": AttnProcessor()}),
+    ):
         pass

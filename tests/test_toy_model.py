@@ -53,7 +53,9 @@ def test_loads_offline_through_diffusers_in_a_fresh_process():
         """
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=os.path.join(os.getcwd(), ".no-hf-home"))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "OK torch.float32 torch.float32 77" in res.stdout
 
@@ -91,14 +93,18 @@ def test_every_caption_word_is_one_token_in_the_shipped_tokenizer(pipe):
 def test_noise_prediction_shape(pipe):
     F_ = configs.NUM_FRAMES
     ids = pipe.tokenizer(
-        ["a red circle moving right on a blue background"], padding="max_length",
-        max_length=77, return_tensors="pt",
+        ["a red circle moving right on a blue background"],
+        padding="max_length",
+        max_length=77,
+        return_tensors="pt",
     ).input_ids
     with torch.no_grad():
         emb = pipe.text_encoder(ids)[0]
         assert emb.shape == (1, 77, pipe.text_encoder.config.hidden_size)
         z = torch.randn(1, 4, F_, 16, 16, generator=torch.Generator().manual_seed(0))
-        eps = pipe.unet(z, torch.tensor([500]), encoder_hidden_states=emb.repeat_interleave(F_, 0)).sample
+        eps = pipe.unet(
+            z, torch.tensor([500]), encoder_hidden_states=emb.repeat_interleave(F_, 0)
+        ).sample
     assert eps.shape == (1, 4, F_, 16, 16)
     assert torch.isfinite(eps).all()
 
@@ -144,8 +150,11 @@ def test_check_runs_on_a_tiny_sample(pipe):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the shipped toy model is undertrained and ignores its prompt: "
-                   "see docs/toy-model.md; this is the acceptance target of a longer run", strict=False)
+@pytest.mark.xfail(
+    reason="the shipped toy model is undertrained and ignores its prompt: "
+    "see docs/toy-model.md; this is the acceptance target of a longer run",
+    strict=False,
+)
 def test_model_beats_chance_on_heldout_prompts(pipe):
     """The trained model (not the scorer) on 12 held-out prompts, 25 DDIM steps: about a minute."""
     scores, _ = check.run_check(pipe, check.eval_prompts(12), steps=25, progress=False)

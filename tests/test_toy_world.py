@@ -29,7 +29,9 @@ def test_shapes_and_dtypes():
 @pytest.mark.parametrize("seed", range(20))
 def test_caption_matches_attributes(seed):
     clip = world.make_clip(seed)
-    assert clip.caption == world.caption_for(clip.colour, clip.shape, clip.direction, clip.background)
+    assert clip.caption == world.caption_for(
+        clip.colour, clip.shape, clip.direction, clip.background
+    )
     words = clip.caption.split()
     assert words[:3] == ["a", clip.colour, clip.shape]
     assert words[-3:] == ["a", clip.background, "background"]
@@ -95,8 +97,13 @@ def test_shapes_differ_in_fill():
 
 
 def test_second_object():
-    clip = world.make_clip_from("red", "circle", "right", "black", seed=5, second=("blue", "square", "left"))
-    assert clip.caption == "a red circle moving right and a blue square moving left on a black background"
+    clip = world.make_clip_from(
+        "red", "circle", "right", "black", seed=5, second=("blue", "square", "left")
+    )
+    assert (
+        clip.caption
+        == "a red circle moving right and a blue square moving left on a black background"
+    )
     assert clip.masks2 is not None
     assert not (clip.masks & clip.masks2).any()
     blue = np.array(world.COLOURS["blue"], np.uint8)
@@ -120,7 +127,12 @@ def test_unknown_attributes_rejected():
 
 def test_heldout_split():
     held = world.heldout_combos()
-    assert 0.05 < len(held) / (len(world.COLOURS) * len(world.SHAPES) * len(world.DIRECTIONS) * len(world.BACKGROUNDS)) < 0.25
+    assert (
+        0.05
+        < len(held)
+        / (len(world.COLOURS) * len(world.SHAPES) * len(world.DIRECTIONS) * len(world.BACKGROUNDS))
+        < 0.25
+    )
     for s in range(40):
         c = world.make_clip(s, split="train")
         assert not world.is_heldout_combo(c.colour, c.shape, c.direction, c.background)

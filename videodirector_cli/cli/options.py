@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from videodirector_cli.output import Output
 
 ProjectOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--project",
         "-p",
@@ -25,7 +25,7 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
 ModelOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--model",
         envvar="VDIR_MODEL",
@@ -35,7 +35,7 @@ ModelOpt = Annotated[
     ),
 ]
 MotionAdapterOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--motion-adapter",
         envvar="VDIR_MOTION_ADAPTER",
@@ -45,7 +45,7 @@ MotionAdapterOpt = Annotated[
     ),
 ]
 VaeOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--vae",
         envvar="VDIR_VAE",
@@ -56,13 +56,17 @@ VaeOpt = Annotated[
 DeviceOpt = Annotated[
     str,
     typer.Option(
-        "--device", envvar="VDIR_DEVICE", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu."
+        "--device",
+        envvar="VDIR_DEVICE",
+        help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu.",
     ),
 ]
 DtypeOpt = Annotated[
     str,
     typer.Option(
-        "--dtype", envvar="VDIR_DTYPE", help="auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), bf16, fp16 or fp32."
+        "--dtype",
+        envvar="VDIR_DTYPE",
+        help="auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), bf16, fp16 or fp32.",
     ),
 ]
 

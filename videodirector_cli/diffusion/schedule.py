@@ -56,7 +56,9 @@ class Schedule:
         return (1.0 - self.alpha_bar(self.timesteps[index])) ** 0.5
 
 
-def _ddim(latents: torch.Tensor, eps: torch.Tensor, alpha_from: float, alpha_to: float) -> torch.Tensor:
+def _ddim(
+    latents: torch.Tensor, eps: torch.Tensor, alpha_from: float, alpha_to: float
+) -> torch.Tensor:
     dtype = latents.dtype
     work = torch.promote_types(dtype, torch.float32)  # half inputs are stepped in fp32
     z = latents.to(work)

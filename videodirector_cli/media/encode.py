@@ -29,7 +29,10 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None
 
     frames = _even(np.ascontiguousarray(frames, dtype=np.uint8))
     _, height, width, _ = frames.shape
-    with atomic_path(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+    with (
+        atomic_path(path, suffix=".mp4") as tmp,
+        av.open(str(tmp), mode="w", format="mp4") as container,
+    ):
         stream = container.add_stream("libx264", rate=fps_fraction(fps))
         stream.width = width
         stream.height = height

@@ -203,8 +203,10 @@ def _details(metrics: dict[str, Any]) -> str:
             continue
         if isinstance(value, (int, float, str)):
             parts.append(f"{name}={_fmt(value)}")
-        elif isinstance(value, list) and value and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
             parts.append(f"{name}[-1]={_fmt(value[-1])}")
     return " ".join(parts)

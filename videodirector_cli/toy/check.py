@@ -73,7 +73,9 @@ def object_masks(frames: np.ndarray, background: str) -> tuple[np.ndarray, float
     return dist > FG_TOL, float(np.median(dist))
 
 
-def classify_motion(centers: np.ndarray, size: int) -> tuple[str | None, tuple[float, float] | None]:
+def classify_motion(
+    centers: np.ndarray, size: int
+) -> tuple[str | None, tuple[float, float] | None]:
     """Direction name from per-frame centroids (NaN rows = object not found)."""
     ok = ~np.isnan(centers[:, 0])
     if ok.sum() < max(3, len(centers) // 2):
@@ -123,7 +125,9 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return names[int(np.argmin(((ref - rgb[None]) ** 2).sum(-1)))]
 
 
-def score_clip(frames: np.ndarray, colour: str, shape: str, direction: str, background: str) -> Score:
+def score_clip(
+    frames: np.ndarray, colour: str, shape: str, direction: str, background: str
+) -> Score:
     """Score one (F, H, W, 3) uint8 clip against the attributes of its prompt."""
     if frames.dtype != np.uint8:
         frames = (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
@@ -143,10 +147,17 @@ def score_clip(frames: np.ndarray, colour: str, shape: str, direction: str, back
     pred_dir, disp = classify_motion(centers, H)
     return Score(
         prompt=world.caption_for(colour, shape, direction, background),
-        colour=colour, shape=shape, direction=direction, background=background,
-        pred_colour=pred_colour, pred_shape=pred_shape, pred_direction=pred_dir,
-        bg_error=round(bg_err, 2), bg_ok=bg_err < BG_TOL,
-        colour_ok=pred_colour == colour, shape_ok=pred_shape == shape,
+        colour=colour,
+        shape=shape,
+        direction=direction,
+        background=background,
+        pred_colour=pred_colour,
+        pred_shape=pred_shape,
+        pred_direction=pred_dir,
+        bg_error=round(bg_err, 2),
+        bg_ok=bg_err < BG_TOL,
+        colour_ok=pred_colour == colour,
+        shape_ok=pred_shape == shape,
         direction_ok=pred_dir == direction,
         displacement=None if disp is None else (round(disp[0], 2), round(disp[1], 2)),
     )
@@ -218,19 +229,29 @@ def load_pipeline(model: str | Path | None = None):
     return pipe
 
 
-def generate(pipe, prompt: str, seed: int, steps: int = 25, guidance: float = 7.5, frames: int = 16):
+def generate(
+    pipe, prompt: str, seed: int, steps: int = 25, guidance: float = 7.5, frames: int = 16
+):
     """(F, H, W, 3) uint8 clip generated from ``prompt`` with DDIM."""
     import torch
 
     size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
     out = pipe(
-        prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-        guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
+        prompt,
+        num_frames=frames,
+        height=size,
+        width=size,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
     ).frames[0]
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
-def save_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, every: int = 2, scale: int = 2) -> None:
+def save_grid(
+    rows: list[tuple[str, np.ndarray]], path: str | Path, every: int = 2, scale: int = 2
+) -> None:
     """PNG with one row per clip (every ``every``-th frame) under its caption."""
     from PIL import Image, ImageDraw
 
@@ -238,7 +259,9 @@ def save_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, every: int =
     F_, H, W, _ = rows[0][1].shape
     cols = list(range(0, F_, every))
     cw, ch = W * scale, H * scale
-    img = Image.new("RGB", (cw * len(cols) + (len(cols) - 1) * 2, len(rows) * (ch + label_h + 4)), "white")
+    img = Image.new(
+        "RGB", (cw * len(cols) + (len(cols) - 1) * 2, len(rows) * (ch + label_h + 4)), "white"
+    )
     d = ImageDraw.Draw(img)
     for r, (label, clip) in enumerate(rows):
         y0 = r * (ch + label_h + 4)
@@ -249,8 +272,15 @@ def save_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, every: int =
     img.save(path, optimize=True)
 
 
-def run_check(pipe, prompts, steps: int = 25, guidance: float = 7.5, seed0: int = world.HELDOUT_SEED_START,
-              frames: int = 16, progress: bool = True):
+def run_check(
+    pipe,
+    prompts,
+    steps: int = 25,
+    guidance: float = 7.5,
+    seed0: int = world.HELDOUT_SEED_START,
+    frames: int = 16,
+    progress: bool = True,
+):
     """Generate and score one clip per prompt; returns (scores, clips)."""
     scores, clips = [], []
     t0 = time.time()
@@ -264,37 +294,54 @@ def run_check(pipe, prompts, steps: int = 25, guidance: float = 7.5, seed0: int 
             print(
                 f"[{i + 1}/{len(prompts)} {time.time() - t0:.0f}s] {prompt}: colour {sc.pred_colour} "
                 f"dir {sc.pred_direction} shape {sc.pred_shape} bg_err {sc.bg_error}",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
     return scores, clips
 
 
-def ground_truth_scores(prompts, frames: int = 16, seed0: int = world.HELDOUT_SEED_START) -> list[Score]:
+def ground_truth_scores(
+    prompts, frames: int = 16, seed0: int = world.HELDOUT_SEED_START
+) -> list[Score]:
     return [
-        score_clip(world.make_clip_from(c, s, d, b, seed=seed0 + i, frames=frames).frames, c, s, d, b)
+        score_clip(
+            world.make_clip_from(c, s, d, b, seed=seed0 + i, frames=frames).frames, c, s, d, b
+        )
         for i, (c, s, d, b) in enumerate(prompts)
     ]
 
 
-DOC_COLOUR_PROMPTS = [(c, "circle", "right", "black") for c in ("red", "green", "blue", "yellow", "purple", "white")]
+DOC_COLOUR_PROMPTS = [
+    (c, "circle", "right", "black") for c in ("red", "green", "blue", "yellow", "purple", "white")
+]
 DOC_MOTION_PROMPTS = [("orange", "square", d, "gray") for d in world.DIRECTIONS]
 
 
-def doc_grids(pipe, folder: Path, steps: int = 25, guidance: float = 7.5, seed: int = world.HELDOUT_SEED_START + 500):
+def doc_grids(
+    pipe,
+    folder: Path,
+    steps: int = 25,
+    guidance: float = 7.5,
+    seed: int = world.HELDOUT_SEED_START + 500,
+):
     """Sample grids for the docs: one prompt family per grid, the same seed on every row, each
     row labelled with its prompt and what the scorer read from the generated clip."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, prompts in (("colours", DOC_COLOUR_PROMPTS), ("motion", DOC_MOTION_PROMPTS)):
         rows = []
         for c, s, d, b in prompts:
-            clip = generate(pipe, world.caption_for(c, s, d, b), seed, steps=steps, guidance=guidance)
+            clip = generate(
+                pipe, world.caption_for(c, s, d, b), seed, steps=steps, guidance=guidance
+            )
             sc = score_clip(clip, c, s, d, b)
             rows.append((f"{sc.prompt}  -> read: {sc.pred_colour}, {sc.pred_direction}", clip))
             print(rows[-1][0], file=sys.stderr, flush=True)
         save_grid(rows, folder / f"toy_samples_{name}.png")
 
 
-def vae_roundtrip_scores(pipe, prompts, frames: int = 16, seed0: int = world.HELDOUT_SEED_START) -> list[Score]:
+def vae_roundtrip_scores(
+    pipe, prompts, frames: int = 16, seed0: int = world.HELDOUT_SEED_START
+) -> list[Score]:
     """Score the world's clips after a VAE encode/decode: the ceiling the generator can reach
     through this decoder (it separates the VAE's errors from the UNet's)."""
     import torch
@@ -311,22 +358,35 @@ def vae_roundtrip_scores(pipe, prompts, frames: int = 16, seed0: int = world.HEL
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m videodirector_cli.toy.check", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, help="diffusers folder (default: the shipped toy weights)")
+    p = argparse.ArgumentParser(
+        prog="python -m videodirector_cli.toy.check", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--model", default=None, help="diffusers folder (default: the shipped toy weights)"
+    )
     p.add_argument("--n", type=int, default=48, help="number of held-out prompts")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="write the full report here")
     p.add_argument("--grid", default=None, help="PNG of the first 8 generated clips")
-    p.add_argument("--doc-grids", default=None, help="also write toy_samples_colours.png and "
-                   "toy_samples_motion.png (fixed prompts, one seed) into this folder")
+    p.add_argument(
+        "--doc-grids",
+        default=None,
+        help="also write toy_samples_colours.png and "
+        "toy_samples_motion.png (fixed prompts, one seed) into this folder",
+    )
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     if args.doc_grids:
-        doc_grids(load_pipeline(args.model), Path(args.doc_grids), steps=args.steps, guidance=args.guidance)
+        doc_grids(
+            load_pipeline(args.model),
+            Path(args.doc_grids),
+            steps=args.steps,
+            guidance=args.guidance,
+        )
         if args.n == 0:
             return 0
     prompts = eval_prompts(args.n)
@@ -349,7 +409,12 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.grid:
         save_grid([(sc.prompt, c) for sc, c in zip(scores[:8], clips[:8])], args.grid)
-    print(json.dumps({k: report[k] for k in ("generated", "vae_roundtrip", "ground_truth", "seconds")}, indent=1))
+    print(
+        json.dumps(
+            {k: report[k] for k in ("generated", "vae_roundtrip", "ground_truth", "seconds")},
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -62,6 +62,7 @@ MOTION_CONFIG = dict(
     use_motion_mid_block=False,
 )
 
+
 def text_config(vocab_size: int) -> dict:
     return dict(
         vocab_size=vocab_size,
@@ -135,6 +136,9 @@ def build_train_scheduler():
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="linear",
         clip_sample=False,
     )

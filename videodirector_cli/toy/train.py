@@ -79,7 +79,9 @@ def vae_batch(seed: int, step: int, args) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_losses(series: dict[str, list[float]], path: Path, title: str = "toy model training") -> None:
+def plot_losses(
+    series: dict[str, list[float]], path: Path, title: str = "toy model training"
+) -> None:
     """Log-scale loss curves (smoothed) side by side, one panel per series, as a PNG."""
     from PIL import Image, ImageDraw
 
@@ -108,7 +110,7 @@ def plot_losses(series: dict[str, list[float]], path: Path, title: str = "toy mo
                 if lo <= v <= hi:
                     yy = y0 + h - (v - lo) / (hi - lo) * h
                     d.line([x0 - 4, yy, x0, yy], fill="black")
-                    d.text((x0 - pad + 2, yy - 6), f"{m * 10.0 ** dec:.0e}", fill="black")
+                    d.text((x0 - pad + 2, yy - 6), f"{m * 10.0**dec:.0e}", fill="black")
                     d.line([x0, yy, x0 + w, yy], fill=(225, 225, 225))
         pts = [
             (x0 + i / max(1, len(ly) - 1) * w, y0 + h - (v - lo) / (hi - lo) * h)
@@ -183,8 +185,12 @@ class Trainer:
             "opt_unet": self.opt_unet.state_dict(),
             "vae_step": self.vae_step,
             "unet_step": self.unet_step,
-            "seconds": {k: v for k, v in self.seconds.items() if k not in ("decoder", "vae_finetune")},
-            "losses": {k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")},
+            "seconds": {
+                k: v for k, v in self.seconds.items() if k not in ("decoder", "vae_finetune")
+            },
+            "losses": {
+                k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")
+            },
         }
 
     def save(self) -> None:
@@ -202,7 +208,10 @@ class Trainer:
                 indent=1,
             )
         )
-        plot_losses({k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")}, self.work / "loss.png")
+        plot_losses(
+            {k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")},
+            self.work / "loss.png",
+        )
 
     def load(self) -> None:
         st = torch.load(self.state_path, map_location="cpu", weights_only=False)
@@ -215,10 +224,14 @@ class Trainer:
         self.vae_step, self.unet_step = st["vae_step"], st["unet_step"]
         self.seconds.update(st["seconds"])
         self.losses.update(st["losses"])
-        _log(f"resumed from {self.state_path}: vae step {self.vae_step}, unet step {self.unet_step}")
+        _log(
+            f"resumed from {self.state_path}: vae step {self.vae_step}, unet step {self.unet_step}"
+        )
 
     # -- helpers ----------------------------------------------------------------------------
-    def lr_at(self, step: int, total: int, base: float, warmup: int = 100, time_frac: float = 0.0) -> float:
+    def lr_at(
+        self, step: int, total: int, base: float, warmup: int = 100, time_frac: float = 0.0
+    ) -> float:
         """Linear warm-up, then cosine decay to 10 %. ``time_frac`` (share of the wall-clock
         budget spent) makes the decay finish in time when the budget, not the step count, ends
         the run."""
@@ -289,7 +302,9 @@ class Trainer:
     # -- stage B ----------------------------------------------------------------------------
     @torch.no_grad()
     def latents_for(self, seed: int) -> tuple[torch.Tensor, str]:
-        clip = world.make_clip(seed, frames=configs.NUM_FRAMES, p_second=self.args.p_second, split="train")
+        clip = world.make_clip(
+            seed, frames=configs.NUM_FRAMES, p_second=self.args.p_second, split="train"
+        )
         if seed not in self.latent_cache:
             z = self.vae.encode(clip_tensor(clip)).latent_dist.mean  # (F, 4, h, w)
             self.latent_cache[seed] = (z * self.vae.config.scaling_factor).half()
@@ -297,7 +312,10 @@ class Trainer:
 
     def encode_text(self, captions: list[str]) -> torch.Tensor:
         ids = self.tokenizer(
-            captions, padding="max_length", max_length=vocab.MAX_LENGTH, truncation=True,
+            captions,
+            padding="max_length",
+            max_length=vocab.MAX_LENGTH,
+            truncation=True,
             return_tensors="pt",
         ).input_ids
         return self.text_encoder(ids)[0]
@@ -320,10 +338,14 @@ class Trainer:
             z0 = torch.stack(lat)  # (B, 4, F, h, w)
             g = torch.Generator().manual_seed(a.seed * 1_000_003 + self.unet_step)
             noise = torch.randn(z0.shape, generator=g)
-            t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (a.batch,), generator=g)
+            t = torch.randint(
+                0, self.noise_scheduler.config.num_train_timesteps, (a.batch,), generator=g
+            )
             zt = self.noise_scheduler.add_noise(z0, noise, t)
             for grp in self.opt_unet.param_groups:
-                grp["lr"] = self.lr_at(self.unet_step, a.unet_steps, a.unet_lr, time_frac=self.unet_time_frac())
+                grp["lr"] = self.lr_at(
+                    self.unet_step, a.unet_steps, a.unet_lr, time_frac=self.unet_time_frac()
+                )
             emb = self.encode_text(caps)
             emb = emb.repeat_interleave(z0.shape[2], dim=0)  # (B*F, 77, D), as the pipeline does
             pred = self.unet(zt, t, encoder_hidden_states=emb).sample
@@ -387,7 +409,9 @@ class Trainer:
             rng = np.random.default_rng([a.seed, 3, self.dec_step])
             xs = []
             for _ in range(a.dec_batch // 4):
-                clip = world.make_clip(int(rng.integers(a.train_seeds)), p_second=0.3, split="train")
+                clip = world.make_clip(
+                    int(rng.integers(a.train_seeds)), p_second=0.3, split="train"
+                )
                 xs.append(clip_tensor(clip)[rng.choice(clip.num_frames, size=4, replace=False)])
             x = torch.cat(xs)
             torch.manual_seed(a.seed * 7919 + 1_000_000 + self.dec_step)
@@ -458,7 +482,9 @@ class Trainer:
             rng = np.random.default_rng([a.seed, 4, self.vae2_step])
             xs, ws = [], []
             for _ in range(a.dec_batch // 4):
-                clip = world.make_clip(int(rng.integers(a.train_seeds)), p_second=0.3, split="train")
+                clip = world.make_clip(
+                    int(rng.integers(a.train_seeds)), p_second=0.3, split="train"
+                )
                 idx = rng.choice(clip.num_frames, size=4, replace=False)
                 xs.append(clip_tensor(clip)[idx])
                 m = clip.masks[idx] | (clip.masks2[idx] if clip.masks2 is not None else False)
@@ -467,7 +493,9 @@ class Trainer:
             torch.manual_seed(a.seed * 7919 + 2_000_000 + self.vae2_step)
             for g in opt.param_groups:
                 g["lr"] = self.lr_at(self.vae2_step, a.vae2_steps, a.vae2_lr, warmup=20)
-            if a.vae2_decoder_only:  # the latent space stays fixed (a UNet trained on it stays valid)
+            if (
+                a.vae2_decoder_only
+            ):  # the latent space stays fixed (a UNet trained on it stays valid)
                 with torch.no_grad():
                     post = self.vae.encode(x).latent_dist
             else:
@@ -544,38 +572,69 @@ def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m videodirector_cli.toy.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m videodirector_cli.toy.train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", required=True, help="diffusers pipeline folder to write at the end")
     p.add_argument("--work", default="/work/toy-train", help="checkpoints, logs, loss.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae-steps", type=int, default=700)
     p.add_argument("--vae-batch", type=int, default=32, help="frames (crops) per VAE step")
-    p.add_argument("--vae-crop", type=int, default=32, help="train the VAE on random crops of this size (0: full frames)")
+    p.add_argument(
+        "--vae-crop",
+        type=int,
+        default=32,
+        help="train the VAE on random crops of this size (0: full frames)",
+    )
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
     p.add_argument("--unet-steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=1, help="clips (of 16 frames) per UNet step")
     p.add_argument("--unet-lr", type=float, default=5e-4)
-    p.add_argument("--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt")
+    p.add_argument(
+        "--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt"
+    )
     p.add_argument("--p-second", type=float, default=0.15, help="probability of a second object")
-    p.add_argument("--train-seeds", type=int, default=4000, help="clip seeds 0..N-1 are the training set")
-    p.add_argument("--max-minutes", type=float, default=48.0, help="wall-clock budget of training (both stages)")
+    p.add_argument(
+        "--train-seeds", type=int, default=4000, help="clip seeds 0..N-1 are the training set"
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=48.0,
+        help="wall-clock budget of training (both stages)",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a shared, oversubscribed CPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 is faster on a shared, oversubscribed CPU)",
+    )
     p.add_argument("--loss-png", default=None, help="also copy the loss-curve PNG here")
     p.add_argument("--no-export", action="store_true")
-    p.add_argument("--stages", default="vae,decoder,vae2,unet,export",
-                   help="comma list of vae,decoder,vae2,unet,export")
+    p.add_argument(
+        "--stages",
+        default="vae,decoder,vae2,unet,export",
+        help="comma list of vae,decoder,vae2,unet,export",
+    )
     p.add_argument("--dec-steps", type=int, default=600, help="decoder fine-tuning steps (stage C)")
     p.add_argument("--dec-batch", type=int, default=8, help="full 64x64 frames per decoder step")
     p.add_argument("--dec-lr", type=float, default=5e-4)
     p.add_argument("--dec-minutes", type=float, default=20.0, help="wall-clock cap of stage C")
-    p.add_argument("--vae2-steps", type=int, default=400, help="whole-VAE object-weighted fine-tuning steps")
+    p.add_argument(
+        "--vae2-steps", type=int, default=400, help="whole-VAE object-weighted fine-tuning steps"
+    )
     p.add_argument("--vae2-lr", type=float, default=3e-4)
     p.add_argument("--vae2-minutes", type=float, default=10.0)
-    p.add_argument("--obj-weight", type=float, default=8.0, help="extra loss weight of object pixels")
-    p.add_argument("--vae2-decoder-only", action="store_true",
-                   help="continue stage D on the decoder only (keeps the latent space)")
+    p.add_argument(
+        "--obj-weight", type=float, default=8.0, help="extra loss weight of object pixels"
+    )
+    p.add_argument(
+        "--vae2-decoder-only",
+        action="store_true",
+        help="continue stage D on the decoder only (keeps the latent space)",
+    )
     return p.parse_args(argv)
 
 
@@ -584,10 +643,17 @@ def main(argv=None) -> int:
     if args.train_seeds >= world.HELDOUT_SEED_START:
         raise SystemExit("--train-seeds must stay below the held-out seed range")
     torch.set_num_threads(args.threads)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     import signal
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     def _term(signum, frame):  # a plain `kill` saves a checkpoint too
         raise KeyboardInterrupt
@@ -598,32 +664,44 @@ def main(argv=None) -> int:
     tr = Trainer(args)
     console = Console(stderr=True)
     cols = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
     )
     start = time.time()
     try:
         with Progress(*cols, console=console, refresh_per_second=1) as progress:
             ta = progress.add_task("VAE", total=args.vae_steps, completed=tr.vae_step, info="")
-            tb = progress.add_task("UNet+text", total=args.unet_steps, completed=tr.unet_step, info="")
+            tb = progress.add_task(
+                "UNet+text", total=args.unet_steps, completed=tr.unet_step, info=""
+            )
             stages = args.stages.split(",")
             if "vae" in stages:
                 tr.train_vae(progress, ta)
             if "decoder" in stages and tr.vae_step >= args.vae_steps:
                 tr.load_decoder()
-                tc = progress.add_task("VAE decoder", total=args.dec_steps, completed=tr.dec_step, info="")
+                tc = progress.add_task(
+                    "VAE decoder", total=args.dec_steps, completed=tr.dec_step, info=""
+                )
                 tr.train_decoder(progress, tc)
             if "vae2" in stages and tr.vae_step >= args.vae_steps:
                 tr.load_decoder()
                 tr.load_vae2()
-                td = progress.add_task("VAE fine-tune", total=args.vae2_steps, completed=tr.vae2_step, info="")
+                td = progress.add_task(
+                    "VAE fine-tune", total=args.vae2_steps, completed=tr.vae2_step, info=""
+                )
                 tr.train_vae2(progress, td)
             if "unet" in stages and tr.vae_step >= args.vae_steps:
                 tr.load_decoder()
                 tr.load_vae2()  # the latents come from the final encoder
                 tr.train_unet(progress, tb)
     except KeyboardInterrupt:
-        if {"vae", "unet"} & set(args.stages.split(",")):  # a decoder-only run leaves state.pt alone
+        if {"vae", "unet"} & set(
+            args.stages.split(",")
+        ):  # a decoder-only run leaves state.pt alone
             _log("interrupted: saving checkpoint")
             tr.save()
         return 130
@@ -641,9 +719,13 @@ def main(argv=None) -> int:
         tr.load_vae2()
         plot_losses(tr.losses, Path(args.loss_png))
     summary = {
-        "vae_steps": tr.vae_step, "decoder_steps": tr.dec_step, "unet_steps": tr.unet_step,
+        "vae_steps": tr.vae_step,
+        "decoder_steps": tr.dec_step,
+        "unet_steps": tr.unet_step,
         "seconds": {k: round(v) for k, v in tr.seconds.items()},
-        "final_losses_avg50": {k: round(float(np.mean(v[-50:])), 4) for k, v in tr.losses.items() if v},
+        "final_losses_avg50": {
+            k: round(float(np.mean(v[-50:])), 4) for k, v in tr.losses.items() if v
+        },
     }
     _log(json.dumps(summary))
     return 0

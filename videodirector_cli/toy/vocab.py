@@ -8,6 +8,7 @@ text still tokenises (into characters), so any prompt can be fed to the model.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,7 +19,17 @@ EOS = "<|endoftext|>"
 MAX_LENGTH = 77
 
 #: Words beyond the captions' grammar, so simple paraphrases still hit whole-word tokens.
-EXTRA_WORDS: tuple[str, ...] = ("the", "an", "of", "with", "object", "shape", "video", "small", "big")
+EXTRA_WORDS: tuple[str, ...] = (
+    "the",
+    "an",
+    "of",
+    "with",
+    "object",
+    "shape",
+    "video",
+    "small",
+    "big",
+)
 
 
 def vocabulary_words() -> list[str]:
@@ -47,7 +58,7 @@ def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Plain BPE: repeatedly merge the adjacent pair with the lowest rank."""
     symbols = list(symbols)
     while len(symbols) > 1:
-        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(itertools.pairwise(symbols))]
         pairs = [(r, i) for r, i in pairs if r is not None]
         if not pairs:
             break
@@ -69,10 +80,12 @@ def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
 def _word_symbols(word: str) -> list[str]:
     b2u = bytes_to_unicode()
     chars = [b2u[b] for b in word.encode("utf-8")]
-    return chars[:-1] + [chars[-1] + "</w>"]
+    return [*chars[:-1], chars[-1] + "</w>"]
 
 
-def build_vocab_and_merges(words: list[str] | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def build_vocab_and_merges(
+    words: list[str] | None = None,
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """vocab (token -> id) and merges such that every word in ``words`` is one token."""
     words = vocabulary_words() if words is None else words
     b2u = bytes_to_unicode()

@@ -181,9 +181,7 @@ def _shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.nda
     raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
 
 
-def _path(
-    direction: str, frames: int, size: int, r: float, rng: np.random.Generator
-) -> np.ndarray:
+def _path(direction: str, frames: int, size: int, r: float, rng: np.random.Generator) -> np.ndarray:
     """Centres (F, 2) of an object following ``direction``, kept fully inside the frame."""
     margin = r + 1.0
     lo, hi = margin, size - margin
