@@ -29,7 +29,7 @@ Mode = Literal["human", "json", "quiet"]
 class ProgressHandle:
     """What a stage advances; a no-op when no bar is shown."""
 
-    def __init__(self, progress: Progress | None, task_id: Any | None) -> None:
+    def __init__(self, progress: Progress | None, task_id: Any) -> None:
         self._progress = progress
         self._task_id = task_id
 

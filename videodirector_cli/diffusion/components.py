@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -27,11 +27,13 @@ class DiffusionModel:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        config: Any = getattr(self.vae, "config")  # noqa: B009 (diffusers sets it at run time)
+        return 2 ** (len(config.block_out_channels) - 1)
 
     @property
     def latent_channels(self) -> int:
-        return int(self.vae.config.latent_channels)
+        config: Any = getattr(self.vae, "config")  # noqa: B009
+        return int(config.latent_channels)
 
     @property
     def max_tokens(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -118,7 +119,8 @@ def build_tiny_model(
         set_alpha_to_one=False,
     )
     device = torch.device(device)
-    for module in (unet, vae, text_encoder):
+    modules: tuple[Any, ...] = (unet, vae, text_encoder)
+    for module in modules:
         module.eval().requires_grad_(False)
         if device.type != "cpu" or dtype != torch.float32:
             module.to(device=device, dtype=dtype)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
-TOOL_MARK = "vdir"
+TOOL_MARK: Literal["vdir"] = "vdir"
 NO_MASK = "none"
 """Recorded as the "masks" input of a stage that used no mask: later masks do not make it stale."""
 

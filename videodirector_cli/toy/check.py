@@ -116,7 +116,7 @@ def classify_shape(masks: np.ndarray) -> str | None:
             rel = (ys.mean() - ys.min()) / max(1.0, h - 1)  # 0.5 symmetric, > 0.5 mass low
             s = "triangle" if rel > 0.56 else "diamond"
         votes[s] = votes.get(s, 0) + 1
-    return max(votes, key=votes.get) if votes else None
+    return max(votes, key=lambda name: votes[name]) if votes else None
 
 
 def nearest_colour(rgb: np.ndarray) -> str:
@@ -267,7 +267,7 @@ def save_grid(
         y0 = r * (ch + label_h + 4)
         d.text((2, y0 + 1), label, fill="black")
         for c, f in enumerate(cols):
-            tile = Image.fromarray(clip[f]).resize((cw, ch), Image.NEAREST)
+            tile = Image.fromarray(clip[f]).resize((cw, ch), Image.Resampling.NEAREST)
             img.paste(tile, (c * (cw + 2), y0 + label_h))
     img.save(path, optimize=True)
 

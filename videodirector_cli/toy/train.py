@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -551,9 +552,10 @@ def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
     # fp16 on disk for the diffusers models (they load as float32 unless a torch_dtype is
     # given); the text encoder stays float32 because transformers loads weights in their saved
     # dtype, and a float16 prompt embedding would make the pipeline run its UNet in float16.
-    for m in (pipe.vae, pipe.unet, pipe.motion_adapter):
+    parts: Any = pipe  # diffusers registers components as attributes at run time
+    for m in (parts.vae, parts.unet, parts.motion_adapter):
         m.to(torch.float16)
-    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    parts.save_pretrained(str(tmp), safe_serialization=True)
     # the slow-tokenizer files too (vocab.json + merges.txt), next to tokenizer.json
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(Path(tok_dir) / name, tmp / "tokenizer" / name)

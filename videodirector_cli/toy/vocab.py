@@ -114,7 +114,7 @@ def build_tokenizer(words: list[str] | None = None):
     from transformers import CLIPTokenizer
 
     vocab, merges = build_vocab_and_merges(words)
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH)  # type: ignore[arg-type]
 
 
 def save_tokenizer_files(directory: str | Path, words: list[str] | None = None) -> Path:
