@@ -10,19 +10,12 @@ from diffusers.models.attention_processor import AttnProcessor
 from videodirector_cli.diffusion.attention.layers import classify, layers_of
 from videodirector_cli.diffusion.attention.swap import swapped_processors
 from videodirector_cli.diffusion.passes import PassCounter
-from videodirector_cli.diffusion.schedule import Schedule
+from videodirector_cli.diffusion.schedule import Schedule, make_ddim_scheduler
 from videodirector_cli.diffusion.tiny import build_tiny_model
 
 
 def animatediff_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="linear",
-        steps_offset=1,
-        clip_sample=False,
-        set_alpha_to_one=False,
-    )
+    return make_ddim_scheduler()
 
 
 @pytest.fixture(scope="module")

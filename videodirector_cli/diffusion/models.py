@@ -29,6 +29,7 @@ from videodirector_cli.diffusion.devices import (
     resolve_device,
     resolve_dtype,
 )
+from videodirector_cli.diffusion.schedule import ANIMATEDIFF_DDIM, make_ddim_scheduler
 from videodirector_cli.errors import ModelError, UsageError, VdirError
 from videodirector_cli.output import Output
 
@@ -77,16 +78,7 @@ LOAD_OOM_ADVICE = (
 )
 
 # AnimateDiff's DDIM settings (the reference and the AnimateDiff configs use exactly these).
-DDIM_SETTINGS: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "steps_offset": 1,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "prediction_type": "epsilon",
-}
+DDIM_SETTINGS = ANIMATEDIFF_DDIM
 
 
 @dataclass
@@ -881,9 +873,7 @@ def _load_vae(ref: str, out: Output) -> tuple[Any, str]:
 
 def make_scheduler() -> Any:
     """DDIM with AnimateDiff's settings, whatever scheduler a model folder ships."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**DDIM_SETTINGS)
+    return make_ddim_scheduler()
 
 
 def _scheduler_identity(replaced: str) -> str:

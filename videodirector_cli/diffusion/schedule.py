@@ -8,8 +8,27 @@ editing loop expects at t.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+ANIMATEDIFF_DDIM: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "prediction_type": "epsilon",
+}
+"""AnimateDiff's DDIM settings: every model vdir loads is sampled and inverted with these."""
+
+
+def make_ddim_scheduler() -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**ANIMATEDIFF_DDIM)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from videodirector_cli.diffusion.components import DiffusionModel
+from videodirector_cli.diffusion.schedule import make_ddim_scheduler
 
 TINY_HIDDEN = 32
 
@@ -56,7 +57,6 @@ def build_tiny_model(
 ) -> DiffusionModel:
     from diffusers import (
         AutoencoderKL,
-        DDIMScheduler,
         MotionAdapter,
         UNet2DConditionModel,
         UNetMotionModel,
@@ -110,14 +110,7 @@ def build_tiny_model(
             max_position_embeddings=77,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="linear",
-        steps_offset=1,
-        clip_sample=False,
-        set_alpha_to_one=False,
-    )
+    scheduler = make_ddim_scheduler()
     device = torch.device(device)
     modules: tuple[Any, ...] = (unet, vae, text_encoder)
     for module in modules:

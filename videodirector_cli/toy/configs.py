@@ -15,6 +15,8 @@ Shapes at a glance (64x64 RGB frames, 16 frames):
 
 from __future__ import annotations
 
+from videodirector_cli.diffusion.schedule import ANIMATEDIFF_DDIM, make_ddim_scheduler
+
 from .vocab import MAX_LENGTH
 
 SAMPLE_SIZE = 64
@@ -77,15 +79,7 @@ def text_config(vocab_size: int) -> dict:
 
 
 #: AnimateDiff's DDIM scheduler (the same betas are used to train).
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="linear",
-    steps_offset=1,
-    clip_sample=False,
-    set_alpha_to_one=False,
-)
+SCHEDULER_CONFIG = ANIMATEDIFF_DDIM
 
 
 def build_vae():
@@ -127,9 +121,7 @@ def build_unet():
 
 
 def build_scheduler():
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**SCHEDULER_CONFIG)
+    return make_ddim_scheduler()
 
 
 def build_train_scheduler():
