@@ -56,3 +56,12 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not a vdir demo folder" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_demo_refuses_bad_step_counts_before_writing_anything(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    for args in (["--steps", "1"], ["--inner-steps", "-1"]):
+        result = CliRunner().invoke(app, ["demo", str(folder), *args])
+        assert result.exit_code == 2, result.output
+        assert "--steps" in result.output or "--inner-steps" in result.output
+        assert not folder.exists()

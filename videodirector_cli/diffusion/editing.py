@@ -119,22 +119,6 @@ class EditRun:
     """Layer calls each control touched ('sa1', 'sa2', 'cross'), over all steps."""
 
 
-def edit_latents(
-    model: DiffusionModel,
-    stored: StoredInversion,
-    edit_prompt: str,
-    settings: EditSettings,
-    masks: torch.Tensor | None = None,
-    counter: PassCounter | None = None,
-    callback: StepCallback | None = None,
-    source_prompt: str | None = None,
-) -> torch.Tensor:
-    """Run the edit; returns the final edit latents (1, C, F, h, w) float32 on model.device."""
-    return run_edit_path(
-        model, stored, edit_prompt, settings, masks, counter, callback, source_prompt
-    ).latents
-
-
 def run_edit_path(
     model: DiffusionModel,
     stored: StoredInversion,
