@@ -56,6 +56,11 @@ class ControlSettings:
                 raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
 
 
+def rows_view(x: torch.Tensor) -> torch.Tensor:
+    """(ROWS * F, ...) -> (ROWS, F, ...)."""
+    return x.view(ROWS, x.shape[0] // ROWS, *x.shape[1:])
+
+
 def parse_layer_spec(layers: list[AttentionLayer], spec: str) -> list[AttentionLayer]:
     """Resolve an SA-II layer spec against the spatial self-attention layers of a UNet."""
     text = spec.strip().lower()

@@ -21,8 +21,9 @@ from videodirector_cli.diffusion.attention.controller import (
     REC_COND,
     REC_UNCOND,
     EditController,
+    rows_view,
 )
-from videodirector_cli.diffusion.attention.self_control import finish, project_qkv, rows_view, sdpa
+from videodirector_cli.diffusion.attention.projection import finish, project_qkv, sdpa
 
 
 def controlled_maps(
