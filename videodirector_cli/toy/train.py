@@ -1,20 +1,19 @@
-"""Train the toy AnimateDiff-architecture model on the procedural world (CPU, under an hour).
+"""Train the toy AnimateDiff-architecture model on the procedural world (CPU, about 90 minutes).
 
-    python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights \
-        --work /work/toy-train --vae-steps 700 --unet-steps 3000 --max-minutes 48
+    python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights --work /work/toy-train
 
-Stage A trains the ``AutoencoderKL`` on random 32x32 crops of single frames (L1 + MSE
-reconstruction, small KL), then sets its ``scaling_factor`` to 1 / std of the latents. Stage B trains the ``CLIPTextModel`` jointly
-with the ``UNetMotionModel`` (UNet2DConditionModel + MotionAdapter) with the standard epsilon
-prediction loss on VAE latents of 16-frame clips, dropping the caption to "" 10 % of the time so
-classifier-free guidance works. Clips are generated on the fly from seeds < ``--train-seeds``
-(all far below ``world.HELDOUT_SEED_START``) with held-out attribute combinations excluded.
+Stages, in order (``--stages``): ``vae`` trains the ``AutoencoderKL`` on random 32x32 crops
+(L1 + MSE, small KL) and sets its ``scaling_factor`` to 1 / std of the latents; ``decoder``
+fine-tunes the decoder on full frames; ``vae2`` fine-tunes the whole VAE with object pixels
+weighted up (exact masks from the world); ``image`` and ``video`` train the ``CLIPTextModel``
+and the UNet (see ``train_denoiser``); ``export`` writes the diffusers pipeline folder. Clips
+are generated on the fly from seeds < ``--train-seeds`` (far below
+``world.HELDOUT_SEED_START``) with the held-out attribute combinations excluded.
 
 Everything is seeded from ``--seed`` and the step index, so a resumed run draws the same data and
-noise as an uninterrupted one. The run checkpoints to ``--work``/state.pt (atomic replace) every
-``--ckpt-minutes`` and on exit; running the same command again resumes. When training is done
-(or ``--max-minutes`` is spent) it writes the diffusers pipeline folder to ``--out`` and the
-loss-curve PNG to ``--work``/loss.png (and ``--loss-png`` if given).
+noise as an uninterrupted one. Each stage checkpoints atomically to its own file in ``--work``
+every ``--ckpt-minutes`` and on Ctrl-C / SIGTERM; running the same command again resumes. The
+loss curves go to ``--work``/loss.png (and ``--loss-png`` if given).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import configs, vocab, world
+from .train_denoiser import DenoiserSettings, DenoiserTrainer
 
 
 def _log(msg: str) -> None:
@@ -149,19 +149,17 @@ class Trainer:
         self.tokenizer = CLIPTokenizer.from_pretrained(str(self.tok_dir))
         self.vae = configs.build_vae()
         tk = self.tokenizer
-        self.text_encoder = configs.build_text_encoder(
+        text_encoder = configs.build_text_encoder(
             len(tk), tk.bos_token_id, tk.eos_token_id, tk.pad_token_id
         )
-        self.unet = configs.build_unet()
-        self.noise_scheduler = configs.build_train_scheduler()
         self.opt_vae = torch.optim.AdamW(self.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
-        self.opt_unet = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
         self.vae_step = 0
-        self.unet_step = 0
-        self.seconds = {"vae": 0.0, "unet": 0.0}
-        self.losses: dict[str, list[float]] = {"vae_rec": [], "vae_kl": [], "unet_eps": []}
-        self.latent_cache: dict[int, torch.Tensor] = {}
+        self.seconds = {"vae": 0.0}
+        self.losses: dict[str, list[float]] = {"vae_rec": [], "vae_kl": []}
+        self.denoiser = DenoiserTrainer(
+            denoiser_settings(args), self.vae, self.tokenizer, text_encoder, self.work
+        )
+        self.denoiser.load_progress()
         self.dec_step = 0
         self.dec_state: dict | None = None
         self.vae2_step = 0
@@ -180,12 +178,8 @@ class Trainer:
             "args": vars(self.args),
             "vae": self.vae.state_dict(),
             "vae_scaling": self.vae.config.scaling_factor,
-            "text_encoder": self.text_encoder.state_dict(),
-            "unet": self.unet.state_dict(),
             "opt_vae": self.opt_vae.state_dict(),
-            "opt_unet": self.opt_unet.state_dict(),
             "vae_step": self.vae_step,
-            "unet_step": self.unet_step,
             "seconds": {
                 k: v for k, v in self.seconds.items() if k not in ("decoder", "vae_finetune")
             },
@@ -196,38 +190,34 @@ class Trainer:
 
     def save(self) -> None:
         atomic_torch_save(self.state(), self.state_path)
+        self.save_progress()
+
+    def save_progress(self) -> None:
         (self.work / "progress.json").write_text(
             json.dumps(
                 {
                     "vae_step": self.vae_step,
-                    "unet_step": self.unet_step,
-                    "seconds": self.seconds,
-                    "last_unet_loss": float(np.mean(self.losses["unet_eps"][-50:]))
-                    if self.losses["unet_eps"]
-                    else None,
+                    "steps": self.denoiser.steps,
+                    "seconds": {**self.seconds, **self.denoiser.seconds},
                 },
                 indent=1,
             )
         )
-        plot_losses(
-            {k: v for k, v in self.losses.items() if k not in ("vae_decoder", "vae_finetune")},
-            self.work / "loss.png",
-        )
+        plot_losses(self.all_losses(), self.work / "loss.png")
+
+    def all_losses(self) -> dict[str, list[float]]:
+        return {**self.losses, **self.denoiser.losses}
 
     def load(self) -> None:
         st = torch.load(self.state_path, map_location="cpu", weights_only=False)
         self.vae.load_state_dict(st["vae"])
         self.vae.register_to_config(scaling_factor=st["vae_scaling"])
-        self.text_encoder.load_state_dict(st["text_encoder"])
-        self.unet.load_state_dict(st["unet"])
         self.opt_vae.load_state_dict(st["opt_vae"])
-        self.opt_unet.load_state_dict(st["opt_unet"])
-        self.vae_step, self.unet_step = st["vae_step"], st["unet_step"]
-        self.seconds.update(st["seconds"])
-        self.losses.update(st["losses"])
-        _log(
-            f"resumed from {self.state_path}: vae step {self.vae_step}, unet step {self.unet_step}"
-        )
+        self.vae_step = st["vae_step"]
+        self.seconds["vae"] = st["seconds"]["vae"]
+        for k in ("vae_rec", "vae_kl"):
+            self.losses[k] = st["losses"][k]
+        _log(f"resumed from {self.state_path}: vae step {self.vae_step}")
 
     # -- helpers ----------------------------------------------------------------------------
     def lr_at(
@@ -244,23 +234,14 @@ class Trainer:
     def plain_log(self, stage: str, step: int, text: str) -> None:
         """One line every 100 steps when stderr is not a terminal (the bar is not drawn then)."""
         if step % 100 == 0 and not sys.stderr.isatty():
-            spent = self.seconds["vae"] + self.seconds["unet"]
-            _log(f"[{stage} {step}] {text} ({spent / 60:.1f} min)")
-
-    def unet_time_frac(self) -> float:
-        budget = self.args.max_minutes * 60 - self.seconds["vae"]
-        return self.seconds["unet"] / max(1.0, budget)
-
-    def out_of_time(self) -> bool:
-        spent = self.seconds["vae"] + self.seconds["unet"]
-        return spent > self.args.max_minutes * 60
+            _log(f"[{stage} {step}] {text}")
 
     # -- stage A ----------------------------------------------------------------------------
     def train_vae(self, progress, task) -> None:
         a = self.args
         self.vae.train()
         last_ckpt = time.time()
-        while self.vae_step < a.vae_steps and not self.out_of_time():
+        while self.vae_step < a.vae_steps:
             t0 = time.time()
             x = vae_batch(a.seed, self.vae_step, a)
             for g in self.opt_vae.param_groups:
@@ -299,72 +280,6 @@ class Trainer:
         std = float(torch.cat(zs).std())
         self.vae.register_to_config(scaling_factor=1.0 / std)
         _log(f"VAE latent std {std:.4f} -> scaling_factor {1.0 / std:.4f}")
-
-    # -- stage B ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def latents_for(self, seed: int) -> tuple[torch.Tensor, str]:
-        clip = world.make_clip(
-            seed, frames=configs.NUM_FRAMES, p_second=self.args.p_second, split="train"
-        )
-        if seed not in self.latent_cache:
-            z = self.vae.encode(clip_tensor(clip)).latent_dist.mean  # (F, 4, h, w)
-            self.latent_cache[seed] = (z * self.vae.config.scaling_factor).half()
-        return self.latent_cache[seed].float(), clip.caption
-
-    def encode_text(self, captions: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=vocab.MAX_LENGTH,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.text_encoder(ids)[0]
-
-    def train_unet(self, progress, task) -> None:
-        a = self.args
-        self.vae.eval()
-        self.unet.train()
-        self.text_encoder.train()
-        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
-        last_ckpt = time.time()
-        while self.unet_step < a.unet_steps and not self.out_of_time():
-            t0 = time.time()
-            rng = step_rng(a.seed, "unet", self.unet_step)
-            lat, caps = [], []
-            for _ in range(a.batch):
-                z, cap = self.latents_for(int(rng.integers(a.train_seeds)))
-                lat.append(z.permute(1, 0, 2, 3))  # (4, F, h, w)
-                caps.append("" if rng.random() < a.p_uncond else cap)
-            z0 = torch.stack(lat)  # (B, 4, F, h, w)
-            g = torch.Generator().manual_seed(a.seed * 1_000_003 + self.unet_step)
-            noise = torch.randn(z0.shape, generator=g)
-            t = torch.randint(
-                0, self.noise_scheduler.config.num_train_timesteps, (a.batch,), generator=g
-            )
-            zt = self.noise_scheduler.add_noise(z0, noise, t)
-            for grp in self.opt_unet.param_groups:
-                grp["lr"] = self.lr_at(
-                    self.unet_step, a.unet_steps, a.unet_lr, time_frac=self.unet_time_frac()
-                )
-            emb = self.encode_text(caps)
-            emb = emb.repeat_interleave(z0.shape[2], dim=0)  # (B*F, 77, D), as the pipeline does
-            pred = self.unet(zt, t, encoder_hidden_states=emb).sample
-            loss = F.mse_loss(pred, noise)
-            self.opt_unet.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            self.opt_unet.step()
-            self.unet_step += 1
-            self.losses["unet_eps"].append(loss.item())
-            self.seconds["unet"] += time.time() - t0
-            recent = float(np.mean(self.losses["unet_eps"][-50:]))
-            progress.update(task, completed=self.unet_step, info=f"eps {recent:.4f}")
-            self.plain_log("unet", self.unet_step, f"eps(avg50) {recent:.4f}")
-            if time.time() - last_ckpt > a.ckpt_minutes * 60:
-                self.save()
-                last_ckpt = time.time()
-        self.save()
 
     # -- stage C: decoder fine-tuning ---------------------------------------------------------
     # The UNet only sees the encoder's latents, so the decoder (and post_quant_conv) can be
@@ -405,6 +320,13 @@ class Trainer:
         self.vae.eval()
         self.vae.decoder.train()
         start, last_ckpt = time.time(), time.time()
+        try:
+            self._decoder_loop(opt, start, last_ckpt, progress, task)
+        finally:
+            self.save_decoder(opt)
+
+    def _decoder_loop(self, opt, start: float, last_ckpt: float, progress, task) -> None:
+        a = self.args
         while self.dec_step < a.dec_steps and time.time() - start < a.dec_minutes * 60:
             t0 = time.time()
             rng = np.random.default_rng([a.seed, 3, self.dec_step])
@@ -435,7 +357,6 @@ class Trainer:
             if time.time() - last_ckpt > a.ckpt_minutes * 60:
                 self.save_decoder(opt)
                 last_ckpt = time.time()
-        self.save_decoder(opt)
 
     # -- stage D: whole-VAE fine-tuning with object-weighted loss --------------------------------
     # Objects cover ~5 % of a frame, so a plain reconstruction loss learns backgrounds first and
@@ -478,52 +399,59 @@ class Trainer:
             opt.load_state_dict(st["opt"])
         self.vae.train()
         start, last_ckpt = time.time(), time.time()
-        while self.vae2_step < a.vae2_steps and time.time() - start < a.vae2_minutes * 60:
-            t0 = time.time()
-            rng = np.random.default_rng([a.seed, 4, self.vae2_step])
-            xs, ws = [], []
-            for _ in range(a.dec_batch // 4):
-                clip = world.make_clip(
-                    int(rng.integers(a.train_seeds)), p_second=0.3, split="train"
-                )
-                idx = rng.choice(clip.num_frames, size=4, replace=False)
-                xs.append(clip_tensor(clip)[idx])
-                m = clip.masks[idx] | (clip.masks2[idx] if clip.masks2 is not None else False)
-                ws.append(1.0 + a.obj_weight * torch.from_numpy(m).float()[:, None])
-            x, w = torch.cat(xs), torch.cat(ws)
-            torch.manual_seed(a.seed * 7919 + 2_000_000 + self.vae2_step)
-            for g in opt.param_groups:
-                g["lr"] = self.lr_at(self.vae2_step, a.vae2_steps, a.vae2_lr, warmup=20)
-            if (
-                a.vae2_decoder_only
-            ):  # the latent space stays fixed (a UNet trained on it stays valid)
-                with torch.no_grad():
+        try:
+            while self.vae2_step < a.vae2_steps and time.time() - start < a.vae2_minutes * 60:
+                t0 = time.time()
+                rng = np.random.default_rng([a.seed, 4, self.vae2_step])
+                xs, ws = [], []
+                for _ in range(a.dec_batch // 4):
+                    clip = world.make_clip(
+                        int(rng.integers(a.train_seeds)), p_second=0.3, split="train"
+                    )
+                    idx = rng.choice(clip.num_frames, size=4, replace=False)
+                    xs.append(clip_tensor(clip)[idx])
+                    m = clip.masks[idx] | (clip.masks2[idx] if clip.masks2 is not None else False)
+                    m = torch.from_numpy(m).float()[:, None]
+                    if a.edge_px:  # the object plus a ring around it: sharp edges, not halos
+                        k = 2 * a.edge_px + 1
+                        m = F.max_pool2d(m, k, stride=1, padding=a.edge_px)
+                    ws.append(1.0 + a.obj_weight * m)
+                x, w = torch.cat(xs), torch.cat(ws)
+                torch.manual_seed(a.seed * 7919 + 2_000_000 + self.vae2_step)
+                for g in opt.param_groups:
+                    g["lr"] = self.lr_at(self.vae2_step, a.vae2_steps, a.vae2_lr, warmup=20)
+                if (
+                    a.vae2_decoder_only
+                ):  # the latent space stays fixed (a UNet trained on it stays valid)
+                    with torch.no_grad():
+                        post = self.vae.encode(x).latent_dist
+                else:
                     post = self.vae.encode(x).latent_dist
-            else:
-                post = self.vae.encode(x).latent_dist
-            rec = self.vae.decode(post.sample()).sample
-            err = (rec - x).abs() + (rec - x).pow(2)
-            l_rec = (err * w).sum() / (w.sum() * 3)
-            kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
-            loss = l_rec + a.kl_weight * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            self.vae2_step += 1
-            self.losses["vae_finetune"].append(l_rec.item())
-            self.seconds["vae_finetune"] += time.time() - t0
-            progress.update(task, completed=self.vae2_step, info=f"rec {l_rec.item():.4f}")
-            self.plain_log("vae2", self.vae2_step, f"weighted rec {l_rec.item():.4f}")
-            if time.time() - last_ckpt > a.ckpt_minutes * 60:
-                self.save_vae2(opt)
-                last_ckpt = time.time()
-        self.set_scaling()
-        self.save_vae2(opt)
+                rec = self.vae.decode(post.sample()).sample
+                err = (rec - x).abs() + (rec - x).pow(2)
+                l_rec = (err * w).sum() / (w.sum() * 3)
+                kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
+                loss = l_rec + a.kl_weight * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                self.vae2_step += 1
+                self.losses["vae_finetune"].append(l_rec.item())
+                self.seconds["vae_finetune"] += time.time() - t0
+                progress.update(task, completed=self.vae2_step, info=f"rec {l_rec.item():.4f}")
+                self.plain_log("vae2", self.vae2_step, f"weighted rec {l_rec.item():.4f}")
+                if time.time() - last_ckpt > a.ckpt_minutes * 60:
+                    self.save_vae2(opt)
+                    last_ckpt = time.time()
+            self.set_scaling()
+        finally:
+            self.save_vae2(opt)
 
     # -- export -----------------------------------------------------------------------------
     def export(self, out: Path) -> None:
-        export_pipeline(self.vae, self.text_encoder, self.tok_dir, self.unet, out)
+        unet = self.denoiser.load_video_model()
+        export_pipeline(self.vae, self.denoiser.text_encoder, self.tok_dir, unet, out)
 
 
 def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
@@ -590,9 +518,23 @@ def parse_args(argv=None):
     )
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=1e-4)
-    p.add_argument("--unet-steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=1, help="clips (of 16 frames) per UNet step")
-    p.add_argument("--unet-lr", type=float, default=5e-4)
+    d = DenoiserSettings()
+    p.add_argument("--image-steps", type=int, default=d.image_steps, help="image-model steps")
+    p.add_argument(
+        "--image-batch", type=int, default=d.image_batch, help="frames (one per clip) per step"
+    )
+    p.add_argument("--image-lr", type=float, default=d.image_lr)
+    p.add_argument("--image-minutes", type=float, default=d.image_minutes, help="time cap")
+    p.add_argument("--video-steps", type=int, default=d.video_steps, help="video-model steps")
+    p.add_argument("--video-batch", type=int, default=d.video_batch, help="16-frame clips per step")
+    p.add_argument("--video-lr", type=float, default=d.video_lr, help="motion modules")
+    p.add_argument(
+        "--video-spatial-lr",
+        type=float,
+        default=d.video_spatial_lr,
+        help="spatial UNet and text encoder in the video stage",
+    )
+    p.add_argument("--video-minutes", type=float, default=d.video_minutes, help="time cap")
     p.add_argument(
         "--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt"
     )
@@ -600,25 +542,19 @@ def parse_args(argv=None):
     p.add_argument(
         "--train-seeds", type=int, default=4000, help="clip seeds 0..N-1 are the training set"
     )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=48.0,
-        help="wall-clock budget of training (both stages)",
-    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads (1 is faster on a shared, oversubscribed CPU)",
+        default=max(1, min(4, os.cpu_count() or 1)),
+        help="torch threads (use 1 on a CPU shared with other jobs)",
     )
     p.add_argument("--loss-png", default=None, help="also copy the loss-curve PNG here")
     p.add_argument("--no-export", action="store_true")
     p.add_argument(
         "--stages",
-        default="vae,decoder,vae2,unet,export",
-        help="comma list of vae,decoder,vae2,unet,export",
+        default="vae,decoder,vae2,image,video,export",
+        help="comma list of vae,decoder,vae2,image,video,export",
     )
     p.add_argument("--dec-steps", type=int, default=600, help="decoder fine-tuning steps (stage C)")
     p.add_argument("--dec-batch", type=int, default=8, help="full 64x64 frames per decoder step")
@@ -633,11 +569,36 @@ def parse_args(argv=None):
         "--obj-weight", type=float, default=8.0, help="extra loss weight of object pixels"
     )
     p.add_argument(
+        "--edge-px",
+        type=int,
+        default=0,
+        help="stage D also weighs this many pixels around each object like the object",
+    )
+    p.add_argument(
         "--vae2-decoder-only",
         action="store_true",
         help="continue stage D on the decoder only (keeps the latent space)",
     )
     return p.parse_args(argv)
+
+
+def denoiser_settings(args) -> DenoiserSettings:
+    return DenoiserSettings(
+        seed=args.seed,
+        train_seeds=args.train_seeds,
+        p_second=args.p_second,
+        p_uncond=args.p_uncond,
+        image_steps=args.image_steps,
+        image_batch=args.image_batch,
+        image_lr=args.image_lr,
+        image_minutes=args.image_minutes,
+        video_steps=args.video_steps,
+        video_batch=args.video_batch,
+        video_lr=args.video_lr,
+        video_spatial_lr=args.video_spatial_lr,
+        video_minutes=args.video_minutes,
+        ckpt_minutes=args.ckpt_minutes,
+    )
 
 
 def main(argv=None) -> int:
@@ -674,59 +635,66 @@ def main(argv=None) -> int:
         TextColumn("{task.fields[info]}"),
     )
     start = time.time()
+    stages = args.stages.split(",")
+    unknown = set(stages) - {"vae", "decoder", "vae2", "image", "video", "export"}
+    if unknown:
+        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))}")
+    den = tr.denoiser
     try:
         with Progress(*cols, console=console, refresh_per_second=1) as progress:
-            ta = progress.add_task("VAE", total=args.vae_steps, completed=tr.vae_step, info="")
-            tb = progress.add_task(
-                "UNet+text", total=args.unet_steps, completed=tr.unet_step, info=""
-            )
-            stages = args.stages.split(",")
             if "vae" in stages:
-                tr.train_vae(progress, ta)
-            if "decoder" in stages and tr.vae_step >= args.vae_steps:
-                tr.load_decoder()
+                ta = progress.add_task("VAE", total=args.vae_steps, completed=tr.vae_step, info="")
+                try:
+                    tr.train_vae(progress, ta)
+                except KeyboardInterrupt:
+                    tr.save()
+                    raise
+            vae_ready = tr.vae_step >= args.vae_steps
+            if not vae_ready:
+                raise SystemExit("the VAE stage has not finished: run --stages vae first")
+            tr.load_decoder()
+            tr.load_vae2()  # the UNet stages read the final encoder's latents
+            if "decoder" in stages:
                 tc = progress.add_task(
                     "VAE decoder", total=args.dec_steps, completed=tr.dec_step, info=""
                 )
                 tr.train_decoder(progress, tc)
-            if "vae2" in stages and tr.vae_step >= args.vae_steps:
-                tr.load_decoder()
-                tr.load_vae2()
+            if "vae2" in stages:
                 td = progress.add_task(
                     "VAE fine-tune", total=args.vae2_steps, completed=tr.vae2_step, info=""
                 )
                 tr.train_vae2(progress, td)
-            if "unet" in stages and tr.vae_step >= args.vae_steps:
-                tr.load_decoder()
-                tr.load_vae2()  # the latents come from the final encoder
-                tr.train_unet(progress, tb)
+            if "image" in stages:
+                ti = progress.add_task("image model", total=args.image_steps, info="")
+                den.train_image(progress, ti)
+            if "video" in stages:
+                if not den.image_done():
+                    raise SystemExit("the image stage has not finished: run --stages image first")
+                tv = progress.add_task("video model", total=args.video_steps, info="")
+                den.train_video(progress, tv)
     except KeyboardInterrupt:
-        if {"vae", "unet"} & set(
-            args.stages.split(",")
-        ):  # a decoder-only run leaves state.pt alone
-            _log("interrupted: saving checkpoint")
-            tr.save()
+        _log("interrupted: checkpoint saved; run the same command to resume")
         return 130
     _log(
-        f"session {time.time() - start:.0f}s; total vae {tr.seconds['vae']:.0f}s "
-        f"({tr.vae_step} steps), unet {tr.seconds['unet']:.0f}s ({tr.unet_step} steps)"
+        f"session {time.time() - start:.0f}s; VAE {tr.vae_step} steps, "
+        f"image {den.steps['image']} steps {den.seconds['image'] / 60:.1f} min, "
+        f"video {den.steps['video']} steps {den.seconds['video'] / 60:.1f} min"
     )
-    if not args.no_export and "export" in args.stages.split(",") and tr.vae_step >= args.vae_steps:
-        tr.load_decoder()
-        tr.load_vae2()
+    tr.save_progress()
+    if not args.no_export and "export" in stages:
         tr.export(Path(args.out))
         _log(f"wrote {args.out}")
     if args.loss_png:
-        tr.load_decoder()
-        tr.load_vae2()
-        plot_losses(tr.losses, Path(args.loss_png))
+        plot_losses(tr.all_losses(), Path(args.loss_png))
     summary = {
         "vae_steps": tr.vae_step,
         "decoder_steps": tr.dec_step,
-        "unet_steps": tr.unet_step,
-        "seconds": {k: round(v) for k, v in tr.seconds.items()},
+        "vae2_steps": tr.vae2_step,
+        "image_steps": den.steps["image"],
+        "video_steps": den.steps["video"],
+        "seconds": {k: round(v) for k, v in {**tr.seconds, **den.seconds}.items()},
         "final_losses_avg50": {
-            k: round(float(np.mean(v[-50:])), 4) for k, v in tr.losses.items() if v
+            k: round(float(np.mean(v[-50:])), 4) for k, v in tr.all_losses().items() if v
         },
     }
     _log(json.dumps(summary))
