@@ -78,14 +78,14 @@ def test_resumed_inversion_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
     files = InversionFiles(project.paths.inversion_dir(done.key))
     assert files.completed_steps(done.key) == 2
     resumed = run_invert(broken, _request(), quiet, model=tiny_model())
-    assert resumed.key == done.key and resumed.result["resumed_from"] == 2
+    assert resumed.key == done.key and resumed.data["resumed_from"] == 2
     a = InversionFiles(Project.open(whole).paths.inversion_dir(done.key)).load()
     b = files.load()
     assert torch.equal(a.pivots, b.pivots)
     for name in ("nulls", "latents", "next_latents", "guidance"):
         for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
             assert torch.equal(x, y), name
-    assert resumed.result["losses"] == done.result["losses"]
+    assert resumed.data["losses"] == done.data["losses"]
 
 
 def test_a_changed_prompt_makes_a_new_inversion_and_keeps_the_old(tmp_path):

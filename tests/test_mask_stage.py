@@ -185,11 +185,11 @@ def test_changed_masks_make_inversions_stale(project: Project) -> None:
         }
 
     same = run_mask(project, MaskRequest(box=Box(10, 20, 40, 50), no_sam2=True), quiet)
-    assert same.result["now_stale"] == []
+    assert same.data["now_stale"] == []
     assert states() == {"with-masks": "done", "no-masks": "done"}
 
     changed = run_mask(project, MaskRequest(box=Box(5, 5, 30, 30), no_sam2=True), quiet)
-    assert changed.result["now_stale"] == ["inversion with-masks"]
+    assert changed.data["now_stale"] == ["inversion with-masks"]
     assert states() == {"with-masks": "stale", "no-masks": "done"}
     assert project.manifest.inversions["no-masks"].inputs["masks"] == NO_MASK
 

@@ -92,7 +92,7 @@ def test_random_sam2_stage_writes_masks_and_manifest(tmp_path: Path, one_thread:
         points=[Point(20, 32)], sam2_size="random", sam2_image_size=TEST_IMAGE_SIZE, device="cpu"
     )
     outcome = run_mask(project, request, Output(mode="quiet"))
-    result = outcome.result
+    result = outcome.data
     assert result["method"] == "sam2" and result["frames"] == 4 and result["ellipse"] is True
 
     reopened = Project.open(project.paths.root)

@@ -191,7 +191,7 @@ def edit(
         force=force,
     )
     outcome = run_edit(Project.find(project), request, output)
-    output.result(outcome["result"], outcome["human"])
+    output.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

@@ -114,7 +114,7 @@ def init(
         force=force,
     )
     outcome = init_project(request, output)
-    output.result(outcome["data"], outcome["human"])
+    output.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

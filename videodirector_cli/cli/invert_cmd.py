@@ -176,7 +176,7 @@ def invert(
         dtype=dtype,
     )
     outcome = run_invert(project, request, out)
-    out.result(outcome.result, outcome.human)
+    out.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

@@ -133,7 +133,7 @@ def mask(
     )
     check_request(request)
     outcome = run_mask(Project.find(project), request, output)
-    output.result(outcome.result, outcome.human)
+    output.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

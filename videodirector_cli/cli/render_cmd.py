@@ -56,7 +56,7 @@ def render(
     request = RenderRequest(names=list(names or []), compare=compare, out=out, crf=crf)
     request.check()
     outcome = run_render(Project.find(project), request, output)
-    output.result(outcome["data"], outcome["human"])
+    output.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

@@ -166,7 +166,7 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
         "sheets": {name: str(renders / f"{name}_compare.png") for name in edits},
         "seconds": round(time.perf_counter() - started, 1),
         "stage_seconds": timings,
-        "render": rendered,
+        "render": rendered.data,
         "caveat": TOY_CAVEAT,
     }
 

@@ -33,6 +33,7 @@ from videodirector_cli.project.atomic import (
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.manifest import StageRecord, stage_state
 from videodirector_cli.project.store import Project
+from videodirector_cli.stages.outcome import StageOutcome
 
 if TYPE_CHECKING:
     import numpy as np
@@ -418,15 +419,15 @@ def edit_target(request: EditRequest, facts: dict[str, Any]) -> str:
     return request.target or facts["target"]
 
 
-def _up_to_date_result(name: str, key: str) -> dict[str, Any]:
-    return {
-        "result": {"name": name, "up_to_date": True, "inversion": key},
-        "human": f"edit {name} is up to date; nothing to do",
-    }
+def _up_to_date_result(name: str, key: str) -> StageOutcome:
+    return StageOutcome(
+        {"name": name, "up_to_date": True, "inversion": key},
+        f"edit {name} is up to date; nothing to do",
+    )
 
 
-def run_edit(project: Project, request: EditRequest, output: Output) -> dict[str, Any]:
-    """Validate, then edit; returns {"result": dict, "human": str}."""
+def run_edit(project: Project, request: EditRequest, output: Output) -> StageOutcome:
+    """Validate, then edit."""
     key, record = resolve_inversion(project, request.inversion)
     facts = inversion_facts(project, record)
     source_prompt = facts["prompt"]
@@ -490,7 +491,7 @@ def _run_locked(
     masks_np: np.ndarray | None,
     name: str,
     params: dict[str, Any],
-) -> dict[str, Any]:
+) -> StageOutcome:
     import torch
 
     from videodirector_cli.diffusion.editing import run_edit_path
@@ -566,7 +567,7 @@ def _run_locked(
         f"({params['mode']}, {counter.forwards} UNet calls, {metrics['seconds']:.1f} s); "
         f"next: vdir render {name} --compare"
     )
-    return {"result": result, "human": human}
+    return StageOutcome(result, human)
 
 
 def _write_edit(folder: Path, project: Project, name: str, model: DiffusionModel, latents) -> int:

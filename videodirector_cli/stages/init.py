@@ -25,6 +25,7 @@ from videodirector_cli.project.lock import is_locked
 from videodirector_cli.project.manifest import Manifest, SourceInfo
 from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project, is_project_dir, read_manifest
+from videodirector_cli.stages.outcome import StageOutcome
 
 CHECKPOINT_EVERY_S = 0.25
 """How often progress is written to the manifest while frames are saved."""
@@ -77,7 +78,7 @@ def check_destination(folder: Path, force: bool) -> bool:
     return False
 
 
-def init_project(request: InitRequest, output: Output) -> dict[str, Any]:
+def init_project(request: InitRequest, output: Output) -> StageOutcome:
     choice = request.frame_choice()
     target = parse_size(request.size)
     fit = check_fit(request.fit)
@@ -200,7 +201,7 @@ def _remove_created(folder: Path, existed_before: bool) -> None:
 
 def _result(
     project: Project, source: SourceInfo, clip: DecodedClip, replaced: bool
-) -> dict[str, Any]:
+) -> StageOutcome:
     width, height = source.size
     count = len(clip.frames)
     root = project.paths.root.resolve()
@@ -233,4 +234,4 @@ def _result(
         f"{first}..{last} of {Path(source.path).name}.\n"
         f"Next: vdir invert (optionally vdir mask first to limit the edit to an object)."
     )
-    return {"data": data, "human": human}
+    return StageOutcome(data, human)

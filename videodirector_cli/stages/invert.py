@@ -23,6 +23,7 @@ from videodirector_cli.project.fingerprint import hash_params, short
 from videodirector_cli.project.manifest import stage_state
 from videodirector_cli.project.store import Project
 from videodirector_cli.stages.inversion_files import InversionFiles, StepResult
+from videodirector_cli.stages.outcome import StageOutcome
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,9 +85,7 @@ class InvertRequest:
 
 
 @dataclass
-class InvertOutcome:
-    result: dict[str, Any]
-    human: str
+class InvertOutcome(StageOutcome):
     key: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -318,7 +317,7 @@ def _already_done(project: Project, key: str) -> InvertOutcome:
     record = project.manifest.inversions[key]
     report = record.metrics.get("report")
     return InvertOutcome(
-        result={
+        data={
             "inversion": key,
             "up_to_date": True,
             "report": report,

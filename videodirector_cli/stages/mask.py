@@ -32,6 +32,7 @@ from videodirector_cli.project.fingerprint import hash_files, short
 from videodirector_cli.project.manifest import NO_MASK
 from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project
+from videodirector_cli.stages.outcome import StageOutcome
 
 DEFAULT_PREVIEW_FPS = 8.0
 SHEET_THUMB_WIDTH = 256
@@ -66,14 +67,6 @@ class MaskRequest:
     @property
     def uses_ellipse(self) -> bool:
         return self.ellipse if self.ellipse is not None else self.method != "shape"
-
-
-@dataclass(frozen=True)
-class MaskOutcome:
-    result: dict[str, Any]
-    """The --json result."""
-    human: str
-    """The summary a person reads."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +241,7 @@ def _stale_dependents(project: Project, masks_hash: str) -> list[str]:
     return stale
 
 
-def run_mask(project: Project, request: MaskRequest, output: Output) -> MaskOutcome:
+def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOutcome:
     """Make, store and record the project's masks; return the command's result."""
     check_request(request)
     with project.writing("mask"):
@@ -320,7 +313,7 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> MaskOutc
     )
     if stale:
         human += f"\nnow stale (made with the previous masks): {', '.join(stale)}"
-    return MaskOutcome(result, human)
+    return StageOutcome(result, human)
 
 
 def load_project_masks(project: Project) -> np.ndarray | None:

@@ -23,6 +23,7 @@ from videodirector_cli.project import lineage
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.manifest import Manifest, stage_state
 from videodirector_cli.project.store import Project
+from videodirector_cli.stages.outcome import StageOutcome
 
 SOURCE = "source"
 """The render name of the project's own frames (an edit cannot be called this)."""
@@ -198,7 +199,7 @@ def _sheet(frames: np.ndarray, columns: int) -> np.ndarray:
     return contact_sheet(frames, columns=columns)
 
 
-def run_render(project: Project, request: RenderRequest, output: Output) -> dict[str, Any]:
+def run_render(project: Project, request: RenderRequest, output: Output) -> StageOutcome:
     request.check()
     with project.writing("render"):
         count = _frame_count(project)
@@ -269,7 +270,7 @@ def _render_one(
     }
 
 
-def _result(project: Project, rendered: list[dict[str, Any]]) -> dict[str, Any]:
+def _result(project: Project, rendered: list[dict[str, Any]]) -> StageOutcome:
     lines = []
     for item in rendered:
         line = (
@@ -280,4 +281,4 @@ def _result(project: Project, rendered: list[dict[str, Any]]) -> dict[str, Any]:
             line += f"\n  comparison ({item['panels']} panels): {item['compare']}"
         lines.append(line)
     data = {"project": str(project.paths.root.resolve()), "renders": rendered}
-    return {"data": data, "human": "\n".join(lines)}
+    return StageOutcome(data, "\n".join(lines))
