@@ -17,9 +17,9 @@ from videodirector_cli.errors import UsageError
 from videodirector_cli.output import Output
 
 TOY_CAVEAT = (
-    "note: the toy model shipped with this version does not follow its prompt yet (its training "
-    "budget was too small, see docs/toy-model.md), so these edits show the pipeline running, not "
-    "what VideoDirector does with real AnimateDiff weights"
+    "note: the toy model follows background and colour words (75 % and 42 % right on held-out "
+    "prompts) but not shape or motion words, and its own samples flicker (docs/toy-model.md); "
+    "the colour edit shows the method at work, the shape edit mostly shows its limits"
 )
 
 DEMO_SEED = 1_000_007
