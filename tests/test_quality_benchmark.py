@@ -1,8 +1,8 @@
 """benchmarks/quality.py: the table's shape, finite numbers, pass accounting, resuming.
 
-The fast test runs the whole runner in-process on the random ``tiny`` model (numbers meaningless,
-plumbing real); the slow one runs ``python -m benchmarks.quality --quick`` on the toy model as a
-user would.
+One test runs the whole runner in-process on the random ``tiny`` model (numbers meaningless,
+plumbing real); another runs ``python -m benchmarks.quality --quick`` on the shipped toy model as
+a user would (about a minute).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def test_command_line_options():
         quality.parse_args(["--rows", "full,bogus"])
 
 
-@pytest.mark.slow
 def test_quick_run_on_the_toy_model(tmp_path):
+    """The whole benchmark on the shipped toy model, as a user runs it (about a minute)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--quick", "--out", str(tmp_path)],
