@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
@@ -13,10 +14,10 @@ from videodirector_cli.media.frames import read_frames
 from videodirector_cli.project.store import Project
 
 
-def _demo(folder: Path) -> dict:
-    result = CliRunner().invoke(
-        app, ["demo", str(folder), "--steps", "3", "--inner-steps", "1", "--json"]
-    )
+def _demo(folder: Path, steps: int | None = 3) -> dict:
+    """``steps=None``: the demo's own defaults, as a user runs it."""
+    fast = ["--steps", str(steps), "--inner-steps", "1"] if steps is not None else []
+    result = CliRunner().invoke(app, ["demo", str(folder), *fast, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -32,7 +33,7 @@ def test_demo_runs_the_whole_pipeline_and_resumes_as_up_to_date(tmp_path: Path) 
     assert inversion.status == "done" and inversion.progress.done == 3
     assert set(manifest.edits) == {"colour", "shape"}
     assert all(record.status == "done" for record in manifest.edits.values())
-    assert data["edits"]["colour"].split()[1] == "green"
+    assert data["edits"]["colour"].split()[1] == "white"
     assert data["edits"]["shape"].split()[2] == "square"
     for name in ("colour", "shape"):
         video = Path(data["videos"][name])
@@ -65,3 +66,20 @@ def test_demo_refuses_bad_step_counts_before_writing_anything(tmp_path: Path) ->
         assert result.exit_code == 2, result.output
         assert "--steps" in result.output or "--inner-steps" in result.output
         assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_default_demo_colour_edit_comes_out_in_the_new_colour(tmp_path: Path) -> None:
+    """The demo as a user runs it (15 steps): the shipped toy model and the full method turn the
+    red circle white and keep its path and background, by the toy model's own scorer."""
+    from videodirector_cli.stages.demo import DemoRequest
+    from videodirector_cli.toy import check
+
+    data = _demo(tmp_path / "demo", steps=None)
+    project = Project.open(Path(data["project"]))
+    request = DemoRequest()
+    frames = read_frames([project.paths.edit_frame("colour", i) for i in range(16)])
+    score = check.score_clip(
+        frames, request.new_colour, request.shape, request.direction, request.background
+    )
+    assert score.colour_ok and score.direction_ok and score.bg_ok, score
