@@ -170,19 +170,23 @@ class DenoiserTrainer:
             self._ckpt(stage),
         )
 
-    def _load(self, stage: str, model, opt=None) -> bool:
+    def _load(self, stage: str, model) -> bool:
         path = self._ckpt(stage)
         if not path.exists():
             return False
         st = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
         self.text_encoder.load_state_dict(st["text_encoder"])
-        if opt is not None:
-            opt.load_state_dict(st["opt"])
         self.steps[stage] = st["step"]
         self.seconds[stage] = st["seconds"]
         self.losses[f"{stage}_eps"] = st["losses"]
         return True
+
+    def _load_optimizer(self, stage: str, opt) -> None:
+        """The optimiser's state, once its parameters exist (the model is loaded first)."""
+        path = self._ckpt(stage)
+        if path.exists():
+            opt.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["opt"])
 
     def load_image_model(self):
         from diffusers import UNet2DConditionModel
@@ -269,8 +273,7 @@ class DenoiserTrainer:
         model = self.load_image_model()
         params = list(model.parameters()) + list(self.text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=s.image_lr, weight_decay=1e-2)
-        if self._ckpt("image").exists():
-            self._load("image", model, opt)
+        self._load_optimizer("image", opt)
         progress.update(task, completed=self.steps["image"])
         self._loop(
             "image",
@@ -302,8 +305,7 @@ class DenoiserTrainer:
             [{"params": motion, "lr": s.video_lr}, {"params": spatial, "lr": s.video_spatial_lr}],
             weight_decay=1e-2,
         )
-        if self._ckpt("video").exists():
-            self._load("video", model, opt)
+        self._load_optimizer("video", opt)
         progress.update(task, completed=self.steps["video"])
         self._loop(
             "video",
