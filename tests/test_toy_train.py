@@ -136,3 +136,18 @@ def test_learning_rate_warms_up_then_decays_to_a_tenth():
     assert abs(cosine_lr(20, 100, base, warmup=10, spent_frac=1.0) - base / 10) < 1e-12
     lrs = [cosine_lr(s, 100, base, warmup=10) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_bad_options_stop_with_one_line_before_any_work(tmp_path):
+    for extra, words in (
+        (["--image-batch", "0"], "--image-batch must be at least 1"),
+        (["--dec-batch", "6"], "multiples of 4"),
+        (["--stages", "vae,bogus"], "unknown stage(s): bogus"),
+    ):
+        try:
+            run(tmp_path, *extra)
+        except SystemExit as exc:
+            assert words in str(exc)
+        else:
+            raise AssertionError(f"{extra} was accepted")
+    assert not (tmp_path / "work").exists()

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -583,28 +584,23 @@ def parse_args(argv=None):
 
 
 def denoiser_settings(args) -> DenoiserSettings:
-    return DenoiserSettings(
-        seed=args.seed,
-        train_seeds=args.train_seeds,
-        p_second=args.p_second,
-        p_uncond=args.p_uncond,
-        image_steps=args.image_steps,
-        image_batch=args.image_batch,
-        image_lr=args.image_lr,
-        image_minutes=args.image_minutes,
-        video_steps=args.video_steps,
-        video_batch=args.video_batch,
-        video_lr=args.video_lr,
-        video_spatial_lr=args.video_spatial_lr,
-        video_minutes=args.video_minutes,
-        ckpt_minutes=args.ckpt_minutes,
-    )
+    """The denoiser stages' settings: every field has a command-line option of the same name."""
+    return DenoiserSettings(**{f.name: getattr(args, f.name) for f in fields(DenoiserSettings)})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.train_seeds >= world.HELDOUT_SEED_START:
         raise SystemExit("--train-seeds must stay below the held-out seed range")
+    for name in ("vae_batch", "dec_batch", "image_batch", "video_batch", "threads", "train_seeds"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    if args.dec_batch % 4 or args.vae_batch % 4:
+        raise SystemExit("--vae-batch and --dec-batch must be multiples of 4 (4 frames per clip)")
+    stages = args.stages.split(",")
+    unknown = set(stages) - {"vae", "decoder", "vae2", "image", "video", "export"}
+    if unknown:
+        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))}")
     torch.set_num_threads(args.threads)
     import signal
 
@@ -635,10 +631,6 @@ def main(argv=None) -> int:
         TextColumn("{task.fields[info]}"),
     )
     start = time.time()
-    stages = args.stages.split(",")
-    unknown = set(stages) - {"vae", "decoder", "vae2", "image", "video", "export"}
-    if unknown:
-        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))}")
     den = tr.denoiser
     try:
         with Progress(*cols, console=console, refresh_per_second=1) as progress:

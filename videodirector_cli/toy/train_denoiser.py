@@ -201,7 +201,11 @@ class DenoiserTrainer:
         fresh adapter whose modules start as the identity."""
         from diffusers import MotionAdapter, UNetMotionModel
 
-        if self.unet2d is None:
+        if self._ckpt("video").exists():  # video.pt holds every weight: skip image.pt
+            from diffusers import UNet2DConditionModel
+
+            self.unet2d = UNet2DConditionModel(**configs.UNET_CONFIG)
+        elif self.unet2d is None:
             self.load_image_model()
         torch.manual_seed(self.s.seed + 1)
         adapter = MotionAdapter(**configs.MOTION_CONFIG)
