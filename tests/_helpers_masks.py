@@ -5,23 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from _helpers_media import CLIPS
 
 from videodirector_cli.media.frames import write_png
 from videodirector_cli.project.fingerprint import hash_files
 from videodirector_cli.project.manifest import SourceInfo
 from videodirector_cli.project.store import Project
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CLIPS = SHARED / "data" / "clips"
-
 
 def clip_dir(name: str) -> Path:
-    """A shared test clip; fails (never skips) when shared/ is not beside the repository."""
+    """One of the real test clips in tests/data/clips (fails, never skips, when it is missing)."""
     folder = CLIPS / name
-    assert folder.is_dir(), (
-        f"test clips not found at {folder}: the tests expect the shared/ folder beside the "
-        "repository (…/main and …/shared)"
-    )
+    assert folder.is_dir(), f"test clip {name!r} not found at {folder}"
     return folder
 
 

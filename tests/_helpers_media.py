@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
-if not CLIPS.is_dir():  # the checkout may live elsewhere; the shared data sits beside /work/main
-    CLIPS = Path("/work/shared/data/clips")
+CLIPS = Path(__file__).resolve().parent / "data" / "clips"
+"""The two real clips (bear, blackswan) with their masks, inside the repository (README there)."""
 
 GRID = 4
 ON, OFF, RED = (235, 235, 235), (20, 20, 20), (220, 30, 30)

@@ -1,6 +1,6 @@
 """Train the toy AnimateDiff-architecture model on the procedural world (CPU, about 90 minutes).
 
-    python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights --work /work/toy-train
+    python -m videodirector_cli.toy.train --out videodirector_cli/toy/weights --work toy-train
 
 Stages, in order (``--stages``): ``vae`` trains the ``AutoencoderKL`` on random 32x32 crops
 (L1 + MSE, small KL) and sets its ``scaling_factor`` to 1 / std of the latents; ``decoder``
@@ -485,6 +485,7 @@ def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
     for m in (parts.vae, parts.unet, parts.motion_adapter):
         m.to(torch.float16)
     parts.save_pretrained(str(tmp), safe_serialization=True)
+    _drop_machine_paths(tmp)
     # the slow-tokenizer files too (vocab.json + merges.txt), next to tokenizer.json
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(Path(tok_dir) / name, tmp / "tokenizer" / name)
@@ -502,12 +503,31 @@ def export_pipeline(vae, text_encoder, tok_dir: Path, unet, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def _drop_machine_paths(folder: Path) -> None:
+    """diffusers writes the folder it loaded from as ``_name_or_path``: a path of this machine."""
+    for config in folder.rglob("config.json"):
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def default_work_dir() -> Path:
+    """Training state lives in the user's cache unless --work names a folder."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("vdir")) / "toy-train"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m videodirector_cli.toy.train", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", required=True, help="diffusers pipeline folder to write at the end")
-    p.add_argument("--work", default="/work/toy-train", help="checkpoints, logs, loss.png")
+    p.add_argument(
+        "--work",
+        default=str(default_work_dir()),
+        help="checkpoints, logs, loss.png (default: the user's cache, vdir/toy-train)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae-steps", type=int, default=700)
     p.add_argument("--vae-batch", type=int, default=32, help="frames (crops) per VAE step")
