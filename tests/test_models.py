@@ -199,13 +199,35 @@ def test_hub_id_found_in_local_cache_without_network(
     (storage / "refs" / "main").write_text(commit)
     monkeypatch.delenv("HF_HUB_OFFLINE")  # even online, a cached model must not reach the hub
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("the hub was contacted although the model is cached")
+    real = huggingface_hub.snapshot_download
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    def cache_only(*args, **kwargs):
+        if not kwargs.get("local_files_only"):
+            raise AssertionError("the hub was contacted although the model is cached")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
     model = load_model(ModelSpec(model="acme/tiny-animatediff"))
     assert_same_model(model, parts, expected)
     assert model.identity["model"] == f"hub:acme/tiny-animatediff@{commit}"
+
+
+def test_pinned_revision_loads_its_snapshot_and_its_commit_is_the_identity(
+    folders, parts, expected, tmp_path
+):
+    main, v2 = "a" * 40, "b" * 40
+    storage = tmp_path / "hub" / "models--acme--tiny-animatediff"
+    for commit in (main, v2):  # the same files at two commits: the identity follows the commit
+        shutil.copytree(folders["animatediff"], storage / "snapshots" / commit)
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text(main)
+    (storage / "refs" / "v2").write_text(v2)
+    pinned = load_model(ModelSpec(model="acme/tiny-animatediff@v2"))
+    assert_same_model(pinned, parts, expected)
+    assert pinned.identity["model"] == f"hub:acme/tiny-animatediff@{v2}"
+    default = load_model(ModelSpec(model="acme/tiny-animatediff"))
+    assert default.identity["model"] == f"hub:acme/tiny-animatediff@{main}"
+    assert default.identity != pinned.identity
 
 
 def test_toy_builtin_loads_the_shipped_folder(folders, monkeypatch):

@@ -25,7 +25,9 @@ from videodirector_cli.diffusion.loading.locate import (
     BUILTIN_TOY,
     DEFAULT_MODEL,
     DEFAULT_VAE,
+    Reference,
     locate,
+    parse_reference,
     report_all_missing_downloads,
 )
 from videodirector_cli.diffusion.loading.motion import attach_motion
@@ -50,7 +52,10 @@ LOAD_OOM_ADVICE = (
 
 @dataclass
 class ModelSpec:
-    """What the user asked for; None means the default (see the DEFAULT_* constants)."""
+    """What the user asked for; None means the default (see the DEFAULT_* constants).
+
+    Hub ids (and hub files) may pin a revision: ``owner/name@REVISION``.
+    """
 
     model: str | None = None
     motion_adapter: str | None = None
@@ -64,21 +69,25 @@ def load_model(spec: ModelSpec, output: Output | None = None) -> DiffusionModel:
     out = output or Output(mode="quiet")
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
-    name = (spec.model or DEFAULT_MODEL).strip()
-    if name == BUILTIN_TINY:
+    model = parse_reference(spec.model or DEFAULT_MODEL, "model")
+    adapter = (
+        parse_reference(spec.motion_adapter, "motion adapter") if spec.motion_adapter else None
+    )
+    vae_text = spec.vae if spec.vae is not None else (DEFAULT_VAE if spec.model is None else None)
+    vae = parse_reference(vae_text, "VAE") if vae_text is not None else None
+    if model.text == BUILTIN_TINY:
         return _load_tiny(spec, device, dtype, out)
-    vae_ref = spec.vae if spec.vae is not None else (DEFAULT_VAE if spec.model is None else None)
-    report_all_missing_downloads(name, spec.motion_adapter, vae_ref)
+    report_all_missing_downloads(model, adapter, vae)
     with oom_guard(LOAD_OOM_ADVICE), quiet_libraries():
-        parts = _load_toy() if name == BUILTIN_TOY else _load_base(name, out)
-        if vae_ref is not None:
-            parts.vae, parts.identity["vae"] = load_vae(vae_ref)
+        parts = _load_toy() if model.text == BUILTIN_TOY else _load_base(model, out)
+        if vae is not None:
+            parts.vae, parts.identity["vae"] = load_vae(vae, out)
         elif parts.vae is None:
             raise ModelError(
-                f"{name} holds no VAE",
+                f"{model.text} holds no VAE",
                 hint="pass one with --vae (e.g. --vae stabilityai/sd-vae-ft-mse)",
             )
-        attach_motion(parts, spec.motion_adapter, out)
+        attach_motion(parts, adapter, out)
         return _assemble(parts, device, dtype, out)
 
 
@@ -108,7 +117,7 @@ def _load_toy() -> Parts:
     return parts
 
 
-def _load_base(ref: str, out: Output) -> Parts:
+def _load_base(ref: Reference, out: Output) -> Parts:
     located = locate(ref, "model", BASE_PATTERNS)
     if located.path.is_file():
         parts = load_single_file_base(located.path, out)

@@ -1,18 +1,21 @@
 """Where weights are: built-in names, local paths, hub ids and hub files in the local cache.
 
 Look locally first and never touch the network when the weights are already here; when they are
-not, say in one line what to fetch and how.
+not, say in one line what to fetch and how (an ``hf download`` command that works as printed).
+A hub id or hub file may pin a revision, ``owner/name@REVISION``; the commit it resolves to is
+part of the model identity.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from videodirector_cli.diffusion.loading.common import first_line
-from videodirector_cli.errors import ModelError
+from videodirector_cli.errors import ModelError, UsageError
 
 # --- defaults: the reference setup (AnimateDiff v3 motion module on Realistic Vision V6.0 B1) ---
 DEFAULT_MODEL = "SG161222/Realistic_Vision_V6.0_B1_noVAE"
@@ -32,6 +35,8 @@ BUILTINS = (BUILTIN_TINY, BUILTIN_TOY)
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/(.+\.(?:safetensors|ckpt|pt|pth|bin))$")
+REVISION = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)*$")
+"""A branch, tag or commit name as git allows them (refs/pr/1 included), nothing a shell mangles."""
 
 # What each role needs from a hub repo (the rest of a repo, e.g. single-file checkpoints, is skipped).
 BASE_PATTERNS = (
@@ -41,7 +46,7 @@ BASE_PATTERNS = (
     "text_encoder/*",
     "tokenizer/*",
     "scheduler/*",
-    "motion_adapter/*",
+    "motion_adapter/*",  # AnimateDiff pipeline repos; not shown in download hints
 )
 ADAPTER_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")
 VAE_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")
@@ -49,151 +54,213 @@ VAE_PATTERNS = ("config.json", "diffusion_pytorch_model.safetensors")
 ROLE_OPTIONS = {"model": "--model", "motion adapter": "--motion-adapter", "VAE": "--vae"}
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One --model/--motion-adapter/--vae value, split into what to find and the pinned revision."""
+
+    text: str
+    """As the user typed it (what messages show)."""
+    name: str
+    """The path, built-in name, hub id or hub file, without ``@REVISION``."""
+    revision: str | None = None
+    """The branch, tag or commit pinned with ``@``; None: the repo's default branch."""
+
+
+def parse_reference(text: str, role: str) -> Reference:
+    """Split ``owner/name@REVISION`` (and ``owner/name/file.ckpt@REVISION``); paths stay whole.
+
+    An existing path, or anything written as a path, is never split, so a folder whose name holds
+    an '@' still loads.
+    """
+    text = text.strip()
+    if "@" not in text or Path(text).expanduser().exists() or _written_as_path(text):
+        return Reference(text, text)
+    option = ROLE_OPTIONS.get(role, "--model")
+    hint = f"pin a hub revision as {option} owner/name@REVISION, REVISION a branch, tag or commit"
+    name, _, revision = text.partition("@")
+    if "@" in revision:
+        raise UsageError(f"{option} {text!r} has more than one '@'", hint=hint)
+    if not revision:
+        raise UsageError(f"{option} {text!r} names no revision after '@'", hint=hint)
+    if not (HUB_ID.match(name) or HUB_FILE.match(name)):
+        raise UsageError(f"{option} {text!r}: only a hub id takes '@REVISION'", hint=hint)
+    if not REVISION.match(revision) or ".." in revision:
+        raise UsageError(f"{option} {text!r}: {revision!r} is not a revision name", hint=hint)
+    return Reference(text, name, revision)
+
+
 @dataclass
 class Located:
     path: Path
     label: str  # what the user typed
-    hub: str | None = None  # "repo@commit" when it came from the hub cache
+    hub: str | None = None  # "repo@commit" (or "repo/file@commit") when it came from the hub cache
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _written_as_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or "\\" in ref
+
+
 def looks_like_path(ref: str) -> bool:
     """A reference that can only mean a file or folder (so a miss is 'does not exist')."""
-    if ref.startswith((".", "/", "~")) or "\\" in ref:
+    if _written_as_path(ref):
         return True
     return ref.lower().endswith(SINGLE_FILE_SUFFIXES) and not HUB_FILE.match(ref)
 
 
-def locate(ref: str, role: str, patterns: tuple[str, ...]) -> Located:
+def locate(ref: Reference, role: str, patterns: tuple[str, ...]) -> Located:
     """Find ``ref`` on disk: an existing path, or a hub id in the local cache (downloaded only
     when it is missing and HF_HUB_OFFLINE is not set)."""
-    path = Path(ref).expanduser()
-    if path.exists():
-        return Located(path.resolve(), ref)
-    if not looks_like_path(ref):
-        file_match = HUB_FILE.match(ref)
+    path = Path(ref.name).expanduser()
+    if ref.revision is None and path.exists():
+        return Located(path.resolve(), ref.text)
+    if not looks_like_path(ref.name):
+        file_match = HUB_FILE.match(ref.name)
         if file_match:
             return _locate_hub_file(ref, file_match.group(1), file_match.group(2), role)
-        if HUB_ID.match(ref):
+        if HUB_ID.match(ref.name):
             return _locate_hub_repo(ref, role, patterns)
     raise ModelError(
-        f"{role} {ref!r} does not exist",
+        f"{role} {ref.text!r} does not exist",
         hint="check the path, or give a hub id such as owner/name",
     )
 
 
-def fetch_hint(role: str, repo: str, what: str = "") -> str:
+def download_command(
+    repo: str,
+    patterns: tuple[str, ...] = (),
+    files: tuple[str, ...] = (),
+    revision: str | None = None,
+) -> str:
+    """The ``hf download`` command that fetches what vdir needs, as a user can paste it.
+
+    The ``hf`` CLI takes one pattern per ``--include`` (further words after one are read as file
+    names, and then every --include is ignored), so each pattern gets its own flag.
+    """
+    words = ["hf", "download", repo, *files]
+    for pattern in patterns:
+        if pattern != "motion_adapter/*":
+            words += ["--include", pattern]
+    if revision is not None:
+        words += ["--revision", revision]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def fetch_hint(role: str, command: str) -> str:
     option = ROLE_OPTIONS.get(role, "--model")
-    target = f"{repo} {what}".strip()
-    return (
-        f"fetch it with: hf download {target} (older clients: huggingface-cli download, same "
-        f"arguments), or pass {option} /path"
-    )
+    return f"fetch it with: {command}, or pass {option} /path"
 
 
-def cached_snapshot(repo: str) -> Path | None:
-    """The cached snapshot folder of ``repo``'s main branch, found without any network call."""
-    from huggingface_hub import constants
+def cached_snapshot(
+    repo: str, revision: str | None = None, patterns: tuple[str, ...] = ()
+) -> Path | None:
+    """The cached snapshot folder of ``repo`` at ``revision`` (default: the main branch), found
+    without any network call; None unless it holds something ``patterns`` ask for."""
+    import huggingface_hub
 
-    storage = Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
-    snapshots = storage / "snapshots"
-    ref = storage / "refs" / "main"
-    if ref.is_file():
-        candidate = snapshots / ref.read_text().strip()
-        if candidate.is_dir():
-            return candidate
-    if snapshots.is_dir():
-        folders = sorted(
-            (p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo,
+            revision=revision,
+            allow_patterns=list(patterns) or None,
+            local_files_only=True,
         )
-        if folders:
-            return folders[-1]
-    return None
+    except (OSError, ValueError):  # not cached, incomplete, or not a valid id/revision
+        return None
+    snapshot = Path(folder)
+    return snapshot if snapshot.is_dir() and has_any(snapshot, patterns) else None
 
 
 def has_any(folder: Path, patterns: tuple[str, ...]) -> bool:
     return any(any(folder.glob(p)) for p in patterns) if patterns else any(folder.iterdir())
 
 
-def _locate_hub_repo(repo: str, role: str, patterns: tuple[str, ...]) -> Located:
-    snapshot = cached_snapshot(repo)
-    if snapshot is None or not has_any(snapshot, patterns):
-        snapshot = _download_repo(repo, role, patterns)
-    return Located(snapshot, repo, hub=f"{repo}@{snapshot.name}")
+def _not_local(role: str, ref: Reference) -> str:
+    pinned = f" at revision {ref.revision}" if ref.revision else ""
+    return f"{role} {ref.name}{pinned} is not available locally"
 
 
-def _download_repo(repo: str, role: str, patterns: tuple[str, ...]) -> Path:
+def _locate_hub_repo(ref: Reference, role: str, patterns: tuple[str, ...]) -> Located:
+    snapshot = cached_snapshot(ref.name, ref.revision, patterns)
+    if snapshot is None:
+        snapshot = _download_repo(ref, role, patterns)
+    return Located(snapshot, ref.text, hub=f"{ref.name}@{snapshot.name}")
+
+
+def _download_repo(ref: Reference, role: str, patterns: tuple[str, ...]) -> Path:
+    hint = fetch_hint(role, download_command(ref.name, patterns, revision=ref.revision))
     if hub_offline():
-        raise ModelError(
-            f"{role} {repo} is not available locally (HF_HUB_OFFLINE is set)",
-            hint=fetch_hint(role, repo, include_args(patterns)),
-        )
+        raise ModelError(f"{_not_local(role, ref)} (HF_HUB_OFFLINE is set)", hint=hint)
     try:
-        from huggingface_hub import snapshot_download
+        import huggingface_hub
 
-        return Path(snapshot_download(repo, allow_patterns=list(patterns) or None))
+        folder = huggingface_hub.snapshot_download(
+            ref.name, revision=ref.revision, allow_patterns=list(patterns) or None
+        )
     except Exception as exc:
         raise ModelError(
-            f"{role} {repo} is not available locally and could not be downloaded "
-            f"({first_line(exc)})",
-            hint=fetch_hint(role, repo, include_args(patterns)),
+            f"{_not_local(role, ref)} and could not be downloaded ({first_line(exc)})", hint=hint
         ) from exc
+    return Path(folder)
 
 
-def include_args(patterns: tuple[str, ...]) -> str:
-    shown = [p for p in patterns if p != "motion_adapter/*"]
-    return ("--include " + " ".join(f"'{p}'" for p in shown)) if shown else ""
+def _locate_hub_file(ref: Reference, repo: str, filename: str, role: str) -> Located:
+    import huggingface_hub
 
-
-def _locate_hub_file(ref: str, repo: str, filename: str, role: str) -> Located:
-    from huggingface_hub import hf_hub_download
-
+    hint = fetch_hint(role, download_command(repo, files=(filename,), revision=ref.revision))
     try:
-        found = hf_hub_download(repo, filename, local_files_only=True)
-    except Exception:
+        found = huggingface_hub.hf_hub_download(
+            repo, filename, revision=ref.revision, local_files_only=True
+        )
+    except (OSError, ValueError):
         if hub_offline():
             raise ModelError(
-                f"{role} {ref} is not available locally (HF_HUB_OFFLINE is set)",
-                hint=fetch_hint(role, repo, filename),
+                f"{_not_local(role, ref)} (HF_HUB_OFFLINE is set)", hint=hint
             ) from None
         try:
-            found = hf_hub_download(repo, filename)
+            found = huggingface_hub.hf_hub_download(repo, filename, revision=ref.revision)
         except Exception as exc:
             raise ModelError(
-                f"{role} {ref} is not available locally and could not be downloaded "
-                f"({first_line(exc)})",
-                hint=fetch_hint(role, repo, filename),
+                f"{_not_local(role, ref)} and could not be downloaded ({first_line(exc)})",
+                hint=hint,
             ) from exc
     path = Path(found)
-    return Located(path, ref, hub=f"{repo}/{filename}@{path.parent.name}")
+    commit = path.parents[len(Path(filename).parts) - 1].name  # .../snapshots/<commit>/<filename>
+    return Located(path, ref.text, hub=f"{repo}/{filename}@{commit}")
 
 
-def report_all_missing_downloads(model: str, adapter: str | None, vae: str | None) -> None:
+def report_all_missing_downloads(
+    model: Reference, adapter: Reference | None, vae: Reference | None
+) -> None:
     """Offline, name every hub download still missing in one line (not one per attempt)."""
     if not hub_offline():
         return
-    wanted: list[tuple[str, str, tuple[str, ...]]] = [("model", model, BASE_PATTERNS)]
-    if adapter is not None or model == DEFAULT_MODEL:
-        wanted.append(("motion adapter", adapter or DEFAULT_MOTION_ADAPTER, ADAPTER_PATTERNS))
+    wanted: list[tuple[str, Reference, tuple[str, ...]]] = [("model", model, BASE_PATTERNS)]
+    if adapter is not None or model.name == DEFAULT_MODEL:
+        default = Reference(DEFAULT_MOTION_ADAPTER, DEFAULT_MOTION_ADAPTER)
+        wanted.append(("motion adapter", adapter or default, ADAPTER_PATTERNS))
     if vae is not None:
         wanted.append(("VAE", vae, VAE_PATTERNS))
-    missing: list[tuple[str, str, tuple[str, ...]]] = []
+    missing: list[tuple[str, Reference, tuple[str, ...]]] = []
     for role, ref, patterns in wanted:
-        if ref in BUILTINS or Path(ref).expanduser().exists() or looks_like_path(ref):
+        if ref.revision is None and (
+            ref.name in BUILTINS
+            or Path(ref.name).expanduser().exists()
+            or looks_like_path(ref.name)
+        ):
             continue
-        if not HUB_ID.match(ref):
+        if not HUB_ID.match(ref.name):
             continue  # hub files and odd names get their own error later
-        snapshot = cached_snapshot(ref)
-        if snapshot is None or not has_any(snapshot, patterns):
+        if cached_snapshot(ref.name, ref.revision, patterns) is None:
             missing.append((role, ref, patterns))
     if len(missing) < 2:
         return
-    names = ", ".join(f"{role} {ref}" for role, ref, _ in missing)
+    names = ", ".join(f"{role} {ref.text}" for role, ref, _ in missing)
     commands = "; ".join(
-        f"hf download {ref} {include_args(patterns)}".strip() for _, ref, patterns in missing
+        download_command(ref.name, patterns, revision=ref.revision) for _, ref, patterns in missing
     )
     raise ModelError(
         f"not available locally (HF_HUB_OFFLINE is set): {names}",

@@ -13,6 +13,7 @@ from videodirector_cli.diffusion.loading.identity import identity_of
 from videodirector_cli.diffusion.loading.locate import (
     ADAPTER_PATTERNS,
     DEFAULT_MOTION_ADAPTER,
+    Reference,
     locate,
 )
 from videodirector_cli.diffusion.loading.single_file import (
@@ -28,7 +29,7 @@ MOTION_V3_CONFIG = (
 )
 
 
-def attach_motion(parts: Parts, ref: str | None, out: Output) -> None:
+def attach_motion(parts: Parts, ref: Reference | None, out: Output) -> None:
     """Give the UNet its motion modules: from ``ref`` (or the default), unless it has them."""
     from diffusers import UNetMotionModel
 
@@ -36,12 +37,12 @@ def attach_motion(parts: Parts, ref: str | None, out: Output) -> None:
     if has_motion and ref is None:
         parts.identity["motion_adapter"] = "included"
         return
-    adapter_ref = ref or DEFAULT_MOTION_ADAPTER
+    adapter_ref = ref or Reference(DEFAULT_MOTION_ADAPTER, DEFAULT_MOTION_ADAPTER)
     adapter, parts.identity["motion_adapter"] = _load_adapter(adapter_ref)
-    _check_adapter_fits(parts.unet, adapter, adapter_ref)
-    with loading("the motion adapter into the UNet", Path(adapter_ref)):
+    _check_adapter_fits(parts.unet, adapter, adapter_ref.text)
+    with loading("the motion adapter into the UNet", Path(adapter_ref.text)):
         if has_motion:
-            out.info(f"replacing the model's motion modules with {adapter_ref}")
+            out.info(f"replacing the model's motion modules with {adapter_ref.text}")
             parts.unet.load_motion_modules(adapter)
         else:
             parts.unet = UNetMotionModel.from_unet2d(parts.unet, adapter)
@@ -58,7 +59,7 @@ def _check_adapter_fits(unet: Any, adapter: Any, ref: str) -> None:
         )
 
 
-def _load_adapter(ref: str) -> tuple[Any, str]:
+def _load_adapter(ref: Reference) -> tuple[Any, str]:
     from diffusers import MotionAdapter
 
     located = locate(ref, "motion adapter", ADAPTER_PATTERNS)
@@ -72,7 +73,7 @@ def _load_adapter(ref: str) -> tuple[Any, str]:
     kind = read_config(config_path).get("_class_name") if config_path.is_file() else None
     if kind != "MotionAdapter":
         raise ModelError(
-            f"{ref} is not a motion adapter folder (config.json with _class_name MotionAdapter)",
+            f"{ref.text} is not a motion adapter folder (config.json with _class_name MotionAdapter)",
             hint="pass a folder saved by MotionAdapter.save_pretrained, a hub id, or an original "
             "motion-module file such as v3_sd15_mm.ckpt",
         )

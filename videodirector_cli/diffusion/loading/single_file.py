@@ -22,6 +22,7 @@ from videodirector_cli.diffusion.loading.locate import (
     HUB_ID,
     TOKENIZER_FILES,
     cached_snapshot,
+    download_command,
     hub_offline,
 )
 from videodirector_cli.errors import ModelError, VdirError
@@ -108,7 +109,8 @@ def load_single_file_base(path: Path, out: Output) -> Parts:
         unet = UNet2DConditionModel.from_single_file(
             state, config=str(SD15_CONFIG_DIR), subfolder="unet", local_files_only=True
         )
-    vae = vae_from_state(state, path) if any(k.startswith(VAE_PREFIX) for k in state) else None
+    has_vae = any(k.startswith(VAE_PREFIX) for k in state)
+    vae = vae_from_state(state, path, out) if has_vae else None
     text_encoder = _text_encoder_from_state(state, path)
     tokenizer = _find_tokenizer(out)
     parts = Parts(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
@@ -116,7 +118,7 @@ def load_single_file_base(path: Path, out: Output) -> Parts:
     return parts
 
 
-def vae_from_state(state: dict[str, Any], path: Path) -> Any:
+def vae_from_state(state: dict[str, Any], path: Path, out: Output) -> Any:
     """SD1.5's VAE from a full checkpoint (first_stage_model.*) or a VAE-only file."""
     from diffusers import AutoencoderKL
 
@@ -176,7 +178,8 @@ def _find_tokenizer(out: Output) -> Any:
     for source, sub in TOKENIZER_SOURCES:
         folder = Path(source).expanduser()
         if not folder.is_dir():
-            snapshot = cached_snapshot(source) if HUB_ID.match(source) else None
+            wanted = (f"{sub}/*",) if sub else TOKENIZER_FILES
+            snapshot = cached_snapshot(source, patterns=wanted) if HUB_ID.match(source) else None
             if snapshot is None:
                 continue
             folder = snapshot
@@ -198,5 +201,5 @@ def _find_tokenizer(out: Output) -> Any:
             pass
     raise ModelError(
         "single-file checkpoints need SD1.5's CLIP tokenizer, which is not available locally",
-        hint=f"fetch it with: hf download {CLIP_TOKENIZER_REPO} {' '.join(TOKENIZER_FILES)}",
+        hint=f"fetch it with: {download_command(CLIP_TOKENIZER_REPO, files=TOKENIZER_FILES)}",
     )
