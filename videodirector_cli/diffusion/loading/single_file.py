@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from videodirector_cli.diffusion.devices import is_out_of_memory
-from videodirector_cli.diffusion.loading.common import Parts, first_line, loading
+from videodirector_cli.diffusion.loading.common import Parts, first_line, loading, read_config
 from videodirector_cli.diffusion.loading.folders import (
     check_text_width,
     has_tokenizer_files,
     load_tokenizer_folder,
 )
+from videodirector_cli.diffusion.loading.ldm_keys import check_single_file_keys, expected_names
 from videodirector_cli.diffusion.loading.locate import (
     CLIP_TOKENIZER_REPO,
     DEFAULT_MODEL,
@@ -105,6 +106,7 @@ def load_single_file_base(path: Path, out: Output) -> Parts:
         refuse_kind(kind, path, "a base model")
     _check_sd15_checkpoint(state, path)
     out.info(f"loading single-file checkpoint {path.name} (SD1.5 configs shipped with vdir)")
+    _check_keys(state, "unet", UNET_PREFIX, path, out)
     with loading("the UNet", path):
         unet = UNet2DConditionModel.from_single_file(
             state, config=str(SD15_CONFIG_DIR), subfolder="unet", local_files_only=True
@@ -122,10 +124,21 @@ def vae_from_state(state: dict[str, Any], path: Path, out: Output) -> Any:
     """SD1.5's VAE from a full checkpoint (first_stage_model.*) or a VAE-only file."""
     from diffusers import AutoencoderKL
 
+    prefixed = any(key.startswith(VAE_PREFIX) for key in state)
+    _check_keys(state, "vae", VAE_PREFIX if prefixed else "", path, out)
     with loading("the VAE", path):
         return AutoencoderKL.from_single_file(
             state, config=str(SD15_CONFIG_DIR), subfolder="vae", local_files_only=True
         )
+
+
+def _check_keys(
+    state: dict[str, Any], component: str, prefix: str, path: Path, out: Output
+) -> None:
+    """Name what the file lacks (an error) or holds unused (a warning) before diffusers converts."""
+    config = read_config(SD15_CONFIG_DIR / component / "config.json")
+    what = {"unet": "UNet", "vae": "VAE"}[component]
+    check_single_file_keys(state, prefix, expected_names(component, config), what, path, out)
 
 
 def _check_sd15_checkpoint(state: dict[str, Any], path: Path) -> None:
