@@ -19,6 +19,8 @@ from videodirector_cli.diffusion.loading.locate import (
     DEFAULT_MODEL,
     DEFAULT_MOTION_ADAPTER,
     DEFAULT_VAE,
+    Reference,
+    parse_reference,
 )
 from videodirector_cli.diffusion.loading.motion import (
     convert_motion_state,
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_MOTION_ADAPTER",
     "DEFAULT_VAE",
     "ModelSpec",
+    "Reference",
     "checkpoint_kind",
     "convert_motion_state",
     "describe_identity",
@@ -40,5 +43,6 @@ __all__ = [
     "hash_tree",
     "load_model",
     "motion_config_from_state",
+    "parse_reference",
     "read_checkpoint",
 ]
