@@ -76,7 +76,7 @@ def parse_reference(text: str, role: str) -> Reference:
     if "@" not in text or Path(text).expanduser().exists() or _written_as_path(text):
         return Reference(text, text)
     option = ROLE_OPTIONS.get(role, "--model")
-    hint = f"pin a hub revision as {option} owner/name@REVISION, REVISION a branch, tag or commit"
+    hint = f"to pin a hub revision, write {option} owner/name@BRANCH, @TAG or @COMMIT"
     name, _, revision = text.partition("@")
     if "@" in revision:
         raise UsageError(f"{option} {text!r} has more than one '@'", hint=hint)
