@@ -93,7 +93,7 @@ QUICK = {"clips": 3, "steps": 3, "inner_steps": 1, "frames": 8, "sheets": 1}
 def load(config: Config):
     import torch
 
-    from videodirector_cli.diffusion.models import ModelSpec, load_model
+    from videodirector_cli.diffusion.loading import ModelSpec, load_model
 
     torch.set_num_threads(config.threads)
     return load_model(ModelSpec(model=config.model, device=config.device, dtype="fp32"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videodirector_cli.diffusion.models import load_model as _REAL_LOAD_MODEL
+from videodirector_cli.diffusion.loading import load_model as _REAL_LOAD_MODEL
 from videodirector_cli.diffusion.tiny import build_tiny_model
 
 PROMPT = "a red ball rolling"

@@ -24,7 +24,7 @@ TARGET = "a white tiger walking on rocks"
 
 @pytest.fixture(autouse=True)
 def tiny_loader(monkeypatch):
-    monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
+    monkeypatch.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
 
 
 def vdir(project_root, *args: str):
@@ -49,7 +49,7 @@ def edited(tmp_path_factory):
     root = tmp_path_factory.mktemp("edited")
     _, stored = make_project_with_inversion(root, masks=True)
     mp = pytest.MonkeyPatch()
-    mp.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
+    mp.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
     try:
         result = vdir(root, TARGET, "--reweight", "tiger=2", "--json")
     finally:
@@ -88,7 +88,7 @@ def test_rerunning_an_up_to_date_edit_does_nothing(edited, monkeypatch):
     def no_loading(spec, output=None):
         raise AssertionError("an up-to-date edit must not load the model")
 
-    monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", no_loading)
+    monkeypatch.setattr("videodirector_cli.diffusion.loading.load_model", no_loading)
     before = snapshot(root)
     result = vdir(root, TARGET, "--reweight", "tiger=2")
     assert result.exit_code == 0, result.output

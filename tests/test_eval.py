@@ -35,7 +35,7 @@ def snapshot(root) -> dict[str, bytes]:
 def _edited_project(root, masks: bool):
     make_project_with_inversion(root, masks=masks)
     mp = pytest.MonkeyPatch()
-    mp.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
+    mp.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
     try:
         result = vdir(root, "edit", TARGET, "--name", "tiger", "--json")
     finally:
@@ -59,7 +59,7 @@ def copy_of(root, tmp_path):
 
 @pytest.fixture(autouse=True)
 def tiny_loader(monkeypatch):
-    monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
+    monkeypatch.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
 
 
 def test_eval_of_an_edit_with_masks(masked):

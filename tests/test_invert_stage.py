@@ -20,7 +20,7 @@ FAST = ["--model", "tiny", "--steps", "2", "--inner-steps", "1"]
 
 @pytest.fixture(autouse=True)
 def _fast_models(monkeypatch):
-    monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
+    monkeypatch.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
 
 
 def _invoke(root, *args):

@@ -25,8 +25,8 @@ from _helpers_models import (
 from rich.console import Console
 from safetensors.torch import save_file
 
-from videodirector_cli.diffusion import devices, models
-from videodirector_cli.diffusion.models import ModelSpec, load_model
+from videodirector_cli.diffusion import devices, loading
+from videodirector_cli.diffusion.loading import ModelSpec, identity, load, load_model, single_file
 from videodirector_cli.errors import ModelError, ResourceError, UsageError
 from videodirector_cli.output import Output
 
@@ -87,8 +87,8 @@ def folders(parts, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def single_file_setup(folders, monkeypatch):
     """Point the shipped SD1.5 configs and tokenizer search at the tiny equivalents."""
-    monkeypatch.setattr(models, "SD15_CONFIG_DIR", folders["configs"])
-    monkeypatch.setattr(models, "TOKENIZER_SOURCES", ((str(folders["tokenizer"]), ""),))
+    monkeypatch.setattr(single_file, "SD15_CONFIG_DIR", folders["configs"])
+    monkeypatch.setattr(single_file, "TOKENIZER_SOURCES", ((str(folders["tokenizer"]), ""),))
     return folders
 
 
@@ -199,24 +199,46 @@ def test_hub_id_found_in_local_cache_without_network(
     (storage / "refs" / "main").write_text(commit)
     monkeypatch.delenv("HF_HUB_OFFLINE")  # even online, a cached model must not reach the hub
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("the hub was contacted although the model is cached")
+    real = huggingface_hub.snapshot_download
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    def cache_only(*args, **kwargs):
+        if not kwargs.get("local_files_only"):
+            raise AssertionError("the hub was contacted although the model is cached")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
     model = load_model(ModelSpec(model="acme/tiny-animatediff"))
     assert_same_model(model, parts, expected)
     assert model.identity["model"] == f"hub:acme/tiny-animatediff@{commit}"
 
 
+def test_pinned_revision_loads_its_snapshot_and_its_commit_is_the_identity(
+    folders, parts, expected, tmp_path
+):
+    main, v2 = "a" * 40, "b" * 40
+    storage = tmp_path / "hub" / "models--acme--tiny-animatediff"
+    for commit in (main, v2):  # the same files at two commits: the identity follows the commit
+        shutil.copytree(folders["animatediff"], storage / "snapshots" / commit)
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text(main)
+    (storage / "refs" / "v2").write_text(v2)
+    pinned = load_model(ModelSpec(model="acme/tiny-animatediff@v2"))
+    assert_same_model(pinned, parts, expected)
+    assert pinned.identity["model"] == f"hub:acme/tiny-animatediff@{v2}"
+    default = load_model(ModelSpec(model="acme/tiny-animatediff"))
+    assert default.identity["model"] == f"hub:acme/tiny-animatediff@{main}"
+    assert default.identity != pinned.identity
+
+
 def test_toy_builtin_loads_the_shipped_folder(folders, monkeypatch):
-    monkeypatch.setattr(models, "TOY_WEIGHTS", folders["animatediff"])
+    monkeypatch.setattr(load, "TOY_WEIGHTS", folders["animatediff"])
     model = load_model(ModelSpec(model="toy"))
     assert model.identity["model"].startswith("builtin:toy:")
     assert not model.meaningless
 
 
 def test_toy_builtin_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "TOY_WEIGHTS", tmp_path / "nowhere")
+    monkeypatch.setattr(load, "TOY_WEIGHTS", tmp_path / "nowhere")
     with pytest.raises(ModelError, match="'toy' model's weights are not in this installation"):
         load_model(ModelSpec(model="toy"))
 
@@ -236,32 +258,30 @@ def test_tiny_builtin_warns_that_images_are_meaningless():
 
 
 def test_identity_is_a_content_hash_cached_by_size_and_mtime(folders, tmp_path, monkeypatch):
-    from videodirector_cli.project import fingerprint
-
     big = tmp_path / "big.bin"
-    big.write_bytes(b"\1" * (models.HASH_CACHE_MIN_BYTES + 10))
+    big.write_bytes(b"\1" * (identity.HASH_CACHE_MIN_BYTES + 10))
     calls = []
-    real = fingerprint.hash_file
-    monkeypatch.setattr(fingerprint, "hash_file", lambda p: calls.append(p) or real(p))
-    first = models.file_digest(big)
-    second = models.file_digest(big)
+    real = identity.hash_file
+    monkeypatch.setattr(identity, "hash_file", lambda p: calls.append(p) or real(p))
+    first = loading.file_digest(big)
+    second = loading.file_digest(big)
     assert first == second == real(big)
     assert len(calls) == 1, "the second call must come from the cache"
     assert (tmp_path / "xdg-cache" / "vdir" / "file-hashes.json").is_file()
-    big.write_bytes(b"\2" * (models.HASH_CACHE_MIN_BYTES + 10))
-    assert models.file_digest(big) != first
+    big.write_bytes(b"\2" * (identity.HASH_CACHE_MIN_BYTES + 10))
+    assert loading.file_digest(big) != first
 
 
 def test_folder_identity_changes_when_weights_change(folders, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(folders["sd"], copy)
-    before = models.hash_tree(copy / "unet")
-    assert models.hash_tree(copy / "unet") == before
+    before = loading.hash_tree(copy / "unet")
+    assert loading.hash_tree(copy / "unet") == before
     weights = copy / "unet" / "diffusion_pytorch_model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    assert models.hash_tree(copy / "unet") != before
+    assert loading.hash_tree(copy / "unet") != before
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -342,13 +362,13 @@ def test_default_setup_not_cached_names_every_download_in_one_line():
     with pytest.raises(ModelError) as info:
         load_model(ModelSpec())
     text = one_line(info.value)
-    for repo in (models.DEFAULT_MODEL, models.DEFAULT_MOTION_ADAPTER, models.DEFAULT_VAE):
+    for repo in (loading.DEFAULT_MODEL, loading.DEFAULT_MOTION_ADAPTER, loading.DEFAULT_VAE):
         assert f"hf download {repo}" in text
 
 
 def test_single_file_without_local_tokenizer(single_file_setup, monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "TOKENIZER_SOURCES", ((str(tmp_path / "none"), ""),))
-    with pytest.raises(ModelError, match=f"hf download {models.CLIP_TOKENIZER_REPO} vocab.json"):
+    monkeypatch.setattr(single_file, "TOKENIZER_SOURCES", ((str(tmp_path / "none"), ""),))
+    with pytest.raises(ModelError, match=f"hf download {loading.CLIP_TOKENIZER_REPO} vocab.json"):
         load_model(ModelSpec(model=str(single_file_setup["base"])))
 
 

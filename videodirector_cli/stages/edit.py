@@ -286,7 +286,7 @@ def check_tokens(model: DiffusionModel, source_prompt: str, settings: EditSettin
 
 def load_edit_model(request: EditRequest, facts: dict[str, Any], output: Output) -> DiffusionModel:
     """The inversion's model: the user's options if given (checked), else what it recorded."""
-    from videodirector_cli.diffusion.models import ModelSpec, describe_identity, load_model
+    from videodirector_cli.diffusion.loading import ModelSpec, describe_identity, load_model
 
     given = any(v is not None for v in (request.model, request.motion_adapter, request.vae))
     recorded = facts["model"]

@@ -224,7 +224,7 @@ def run_invert(
     from videodirector_cli.diffusion.prompts import check_prompt
 
     if model is None:
-        from videodirector_cli.diffusion.models import ModelSpec, load_model
+        from videodirector_cli.diffusion.loading import ModelSpec, load_model
 
         spec = ModelSpec(request.model, request.motion_adapter, request.vae)
         spec.device, spec.dtype = request.device, request.dtype
