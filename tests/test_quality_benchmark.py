@@ -1,8 +1,9 @@
 """benchmarks/quality.py: the table's shape, finite numbers, pass accounting, resuming.
 
 One test runs the whole runner in-process on the random ``tiny`` model (numbers meaningless,
-plumbing real); another runs ``python -m benchmarks.quality --quick`` on the shipped toy model as
-a user would (about a minute).
+plumbing real; the default suite's smoke of the benchmark); a slow one runs
+``python -m benchmarks.quality --quick`` on the shipped toy model as a user would (about a
+minute).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def test_command_line_options():
         quality.parse_args(["--rows", "full,bogus"])
 
 
+@pytest.mark.slow
 def test_quick_run_on_the_toy_model(tmp_path):
     """The whole benchmark on the shipped toy model, as a user runs it (about a minute)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
