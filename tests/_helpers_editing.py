@@ -91,7 +91,7 @@ def make_project_with_inversion(
     from videodirector_cli.media.frames import write_mask, write_png
     from videodirector_cli.project import lineage
     from videodirector_cli.project.fingerprint import hash_files
-    from videodirector_cli.project.manifest import InversionRecord
+    from videodirector_cli.project.manifest import InversionRecord, SourceInfo
     from videodirector_cli.project.store import Project
     from videodirector_cli.settings.invert import InvertSettings
     from videodirector_cli.stages.inversion_files import InversionFiles
@@ -101,6 +101,10 @@ def make_project_with_inversion(
     project = Project.create(root)
     with project.writing("test"):
         project.manifest.prompt = SOURCE
+        project.manifest.source = SourceInfo(
+            path="synthetic.mp4", sha256="0" * 64, fps=8.0, width=32, height=32,
+            frame_count=frames, output_fps=8.0, size=(32, 32), fit="crop",
+        )  # fmt: skip
         images = np.random.default_rng(0).integers(0, 256, (frames, 32, 32, 3), dtype=np.uint8)
         frame_files = project.paths.frame_files(frames)
         for path, image in zip(frame_files, images):

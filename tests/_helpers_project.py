@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,22 @@ def render_record(inputs: dict[str, str], outputs: dict[str, str] | None = None)
     return RenderRecord(status="done", params=params, inputs=inputs, outputs=outputs or {})
 
 
-# ------------------------------------------------------------------ the session's finished project
+# ------------------------------------------------------------------ the session's edited project
 
-FINISHED_PROMPT = "a red ball rolling"
-FINISHED_INVERT = ["invert", "--model", "tiny", "--steps", "2", "--inner-steps", "1"]
-FINISHED_EDIT = ["edit", "a blue ball rolling", "--name", "blue", "--reweight", "blue=2"]
-"""The commands conftest's ``finished_project`` ran (rerun them to find them up to date)."""
+EDITED_EDIT = ["edit", "a white tiger walking on rocks", "--reweight", "tiger=2"]
+"""The edit conftest's ``edited_project`` made (named 'white-tiger'); rerun, it is up to date."""
+EDITED_NAME = "white-tiger"
+EDITED_INVERT = ["invert", "--model", "tiny", "--steps", "2"]
+"""The command that finds the edited project's inversion up to date."""
+
+
+@dataclass(frozen=True)
+class EditedProject:
+    root: Path
+    stored: Any
+    """The StoredInversion its inversion holds."""
+    edit: dict[str, Any]
+    """What `vdir edit --json` printed."""
 
 
 def copy_project(root: Path, tmp_path: Path) -> Path:

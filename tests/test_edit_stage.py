@@ -44,19 +44,10 @@ def snapshot(root) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def edited(tmp_path_factory):
-    """A project with masks and one finished edit (module scope: the edit runs once)."""
-    root = tmp_path_factory.mktemp("edited")
-    _, stored = make_project_with_inversion(root, masks=True)
-    mp = pytest.MonkeyPatch()
-    mp.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
-    try:
-        result = vdir(root, TARGET, "--reweight", "tiger=2", "--json")
-    finally:
-        mp.undo()
-    assert result.exit_code == 0, result.output
-    return root, stored, json.loads(result.stdout)
+@pytest.fixture
+def edited(edited_project):
+    """The session's project with one finished edit (conftest.py): read only."""
+    return edited_project.root, edited_project.stored, edited_project.edit
 
 
 def test_edit_writes_its_folder_and_manifest_record(edited):

@@ -1,6 +1,6 @@
 """Projects made by vdir 0.1 (manifest schema 1) keep working: read, recognised, upgraded.
 
-``to_v1`` writes a finished project's manifest back in the layout vdir 0.1 wrote (untyped
+``to_v1`` writes a project's manifest back in the layout vdir 0.1 wrote (untyped
 params, the guidance scale twice, STDG's top-k); ``V1_SAMPLE`` holds records exactly as vdir 0.1
 wrote them (copied from a manifest it made), and the first test proves ``to_v1`` writes that
 layout. Then every command runs on such a project.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers_project import FINISHED_EDIT, FINISHED_INVERT, copy_project
+from _helpers_project import EDITED_EDIT, EDITED_INVERT, EDITED_NAME, copy_project
 from _helpers_tiny import fast_model_loader
 from typer.testing import CliRunner
 
@@ -207,10 +207,12 @@ def vdir(root: Path, *args: str):
 
 
 @pytest.fixture
-def v1_project(finished_project: Path, tmp_path: Path, monkeypatch) -> Path:
-    """The session's finished project with its manifest written as vdir 0.1 wrote it."""
+def v1_project(edited_project, tmp_path: Path, monkeypatch) -> Path:
+    """The session's edited project, rendered, with its manifest written as vdir 0.1 wrote it."""
     monkeypatch.setattr("videodirector_cli.diffusion.models.load_model", fast_model_loader)
-    root = copy_project(finished_project, tmp_path)
+    root = copy_project(edited_project.root, tmp_path)
+    rendered = vdir(root, "render", EDITED_NAME, "--compare", "--quiet")
+    assert rendered.exit_code == 0, rendered.output
     manifest = root / "manifest.json"
     manifest.write_text(json.dumps(to_v1(json.loads(manifest.read_text())), indent=2))
     return root
@@ -226,23 +228,25 @@ def test_every_command_works_on_a_schema_1_project(v1_project: Path):
     assert {row["state"] for row in report["stages"]} == {"done"} and report["next"] is None
     assert manifest.read_bytes() == written_by_0_1
 
-    invert = vdir(v1_project, *FINISHED_INVERT, "--json")  # the 0.1 inversion is recognised
+    invert = vdir(v1_project, *EDITED_INVERT, "--json")  # the 0.1 inversion is recognised
     assert invert.exit_code == 0 and json.loads(invert.stdout)["up_to_date"] is True
 
-    edit = vdir(v1_project, *FINISHED_EDIT, "--json")  # so is the 0.1 edit
+    edit = vdir(v1_project, *EDITED_EDIT, "--json")  # so is the 0.1 edit
     assert edit.exit_code == 0 and json.loads(edit.stdout)["up_to_date"] is True
     assert manifest.read_bytes() == written_by_0_1  # nothing to do, nothing written
 
-    evaluated = vdir(v1_project, "eval", "blue", "--json")
+    evaluated = vdir(v1_project, "eval", EDITED_NAME, "--json")
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["edits"][0]["mask"] == "project"
 
-    render = vdir(v1_project, "render", "blue", "--json")  # a write: the manifest becomes v2
+    render = vdir(v1_project, "render", EDITED_NAME, "--json")  # a write: the manifest is v2
     assert render.exit_code == 0, render.output
     upgraded = json.loads(manifest.read_text())
     assert upgraded["schema_version"] == SCHEMA_VERSION
-    assert Manifest.model_validate(upgraded).edits["blue"].params.settings.reweight == {"blue": 2.0}
-    again = vdir(v1_project, *FINISHED_EDIT, "--json")
+    assert Manifest.model_validate(upgraded).edits[EDITED_NAME].params.settings.reweight == {
+        "tiger": 2.0
+    }
+    again = vdir(v1_project, *EDITED_EDIT, "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["up_to_date"] is True
 
 

@@ -62,10 +62,9 @@ def check_report(report: dict, out: Path, clips: int) -> None:
     assert len(saved["clips"]) == clips
 
 
-def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch):
-    from _helpers_editing import tiny_model
-
-    monkeypatch.setattr(quality, "load", lambda config: tiny_model())
+def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch, tiny_model):
+    """The default suite's smoke of the benchmark: quality.run in-process, smallest settings."""
+    monkeypatch.setattr(quality, "load", lambda config: tiny_model)
     config = quality.Config(model="tiny", clips=1, steps=2, inner_steps=1, frames=4, sheets=1)
     lines: list[str] = []
     report = quality.run(config, tmp_path, log=lines.append)

@@ -156,11 +156,6 @@ class InversionFiles:
     def save_info(self, info: dict[str, Any]) -> None:
         atomic_write_json(self.info_path, {"format": FORMAT_VERSION, **info})
 
-    def load_info(self) -> dict[str, Any]:
-        if not self.info_path.is_file():
-            return {}
-        return json.loads(self.info_path.read_text(encoding="utf-8"))
-
     # everything -------------------------------------------------------------------------------
     def load(self, recorded_hash: str | None = None) -> StoredInversion:
         """The whole inversion; raises InputError when it is missing or incomplete, and
