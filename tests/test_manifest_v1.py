@@ -250,10 +250,28 @@ def test_every_command_works_on_a_schema_1_project(v1_project: Path):
     assert again.exit_code == 0 and json.loads(again.stdout)["up_to_date"] is True
 
 
+def test_a_record_of_an_earlier_0_1_build_reads_as_failed(v1_project: Path):
+    """Params without a key this needs: that record is failed (saying so), the rest works."""
+    manifest = v1_project / "manifest.json"
+    data = json.loads(manifest.read_text())
+    (edit,) = data["edits"].values()
+    del edit["params"]["target"]  # edits recorded no --target before it existed
+    manifest.write_text(json.dumps(data))
+    status = vdir(v1_project, "status", "--json")
+    assert status.exit_code == 0, status.output
+    rows = {row["stage"]: row for row in json.loads(status.stdout)["stages"]}
+    assert rows["inversion"]["state"] == "done" and rows["edit"]["state"] == "failed"
+    assert "earlier vdir 0.1" in rows["edit"]["message"]
+    again = vdir(v1_project, *EDITED_EDIT, "--json")  # the edit runs again
+    assert again.exit_code == 0 and json.loads(again.stdout)["up_to_date"] is False
+
+
 def test_a_damaged_schema_1_manifest_is_reported_not_replaced(v1_project: Path):
     manifest = v1_project / "manifest.json"
     data = json.loads(manifest.read_text())
-    del next(iter(data["inversions"].values()))["params"]["null_text"]
+    data["frames"]["status"] = 7
     manifest.write_text(json.dumps(data))
+    before = manifest.read_bytes()
     result = vdir(v1_project, "status")
     assert result.exit_code == 6 and "damaged" in result.output
+    assert manifest.read_bytes() == before

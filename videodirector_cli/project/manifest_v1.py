@@ -5,7 +5,9 @@ Each record's params become the typed params of project/params.py such that a sc
 equals the record the current code writes for the same request: an inversion or edit made by
 vdir 0.1 is still recognised as up to date (its key, the name of its folder, is kept).
 
-What schema 1 did not record is filled in from what it did: an inversion's --mask option from
+A record written by an earlier 0.1 build that lacks a key this needs becomes a 'failed'
+record that says so (the rest of the project keeps working). What schema 1 did not record is
+filled in from what it did: an inversion's --mask option from
 whether it used masks, its --no-report from whether it has a report; the STDG settings of a
 --no-stdg inversion (not recorded, and without effect) are the defaults. The guidance scale an
 edit recorded again beside its inversion's is dropped, as are STDG's top-k (always 1) and the
@@ -33,8 +35,18 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(record: dict[str, Any], convert) -> dict[str, Any]:
+    """One record upgraded. A record an earlier 0.1 build wrote without a key this needs is kept
+    as 'failed', saying so: the project stays readable and the stage runs again."""
     record = dict(record)
-    record["params"] = convert(dict(record.get("params") or {}), record)
+    params = dict(record.get("params") or {})
+    try:
+        record["params"] = convert(params, record)
+    except KeyError as missing:
+        record["params"] = _FALLBACK[convert](params)
+        record["status"] = "failed"
+        record["message"] = (
+            f"made by an earlier vdir 0.1 that did not record {missing}; run the command again"
+        )
     return record
 
 
@@ -105,3 +117,30 @@ def _edit(params: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
 
 def _render(params: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return params  # the same keys
+
+
+def _inversion_fallback(params: dict[str, Any]) -> dict[str, Any]:
+    spec = params.get("model_spec") or {}
+    return {
+        "prompt": str(params.get("prompt") or ""),
+        "settings": {},
+        "uses_mask": bool(params.get("mask")),
+        "model": {k: spec.get(k) for k in ("model", "motion_adapter", "vae")},
+        "algorithm_version": 0,  # matches no current request
+        "model_identity": params.get("model_identity"),
+        "key": params.get("key"),
+    }
+
+
+def _edit_fallback(params: dict[str, Any]) -> dict[str, Any]:
+    keys = ("prompt", "source_prompt", "inversion")
+    return {**{k: str(params.get(k) or "") for k in keys}, "settings": {}}
+
+
+_FALLBACK = {
+    _frames: lambda p: p,
+    _masks: lambda p: {"method": str(p.get("method", "")), "ellipse": bool(p.get("ellipse"))},
+    _inversion: _inversion_fallback,
+    _edit: _edit_fallback,
+    _render: lambda p: {"compare": False, "crf": 0, "fps": 0.0, "out": ""},
+}

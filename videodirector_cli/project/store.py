@@ -91,9 +91,9 @@ def read_manifest(path: Path) -> Manifest:
         if isinstance(raw, dict) and raw.get("schema_version") == manifest_v1.VERSION:
             raw = manifest_v1.upgrade(raw)
         return Manifest.model_validate(raw)
-    except (KeyError, TypeError, AttributeError) as exc:  # a schema-1 record missing a key
+    except (TypeError, AttributeError):  # schema-1 data of the wrong shape
         raise ProjectError(
-            f"{path} is damaged (schema 1 record without {exc}); vdir will not overwrite it",
+            f"{path} is damaged (a schema 1 record of the wrong shape); vdir will not overwrite it",
             hint="restore it from a backup or fix it by hand",
         ) from None
     except ValidationError as exc:
