@@ -76,7 +76,7 @@ class Config:
             "inner_steps": self.inner_steps,
             "frames": self.frames,
             "rows": list(self.rows),
-            "method": asdict(self.method),
+            "method": self.method.identity(),
             "version": 1,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -311,7 +311,7 @@ def _run(config: Config, out: Path, log, collect: bool) -> dict[str, Any]:
     ordered = [results[i] for i in sorted(results)]
     report = {
         "config": asdict(config),
-        "method": asdict(config.method),
+        "method": config.method.identity(),
         "identity": identity,
         "machine": machine(config),
         "wall_seconds": time.perf_counter() - started,

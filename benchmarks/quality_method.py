@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from videodirector_cli import metrics
+from videodirector_cli.settings.edit import EditSettings
+from videodirector_cli.settings.invert import InvertSettings, NullTextSettings, STDGSettings
 
 if TYPE_CHECKING:
     import torch
 
     from benchmarks.quality_cases import Case
     from videodirector_cli.diffusion.components import DiffusionModel
-    from videodirector_cli.stages.inversion_files import StoredInversion
+    from videodirector_cli.diffusion.trajectory import StoredInversion
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,42 @@ ROW_NAMES = tuple(row.name for row in ROWS)
 
 @dataclass(frozen=True)
 class MethodSettings:
+    """The benchmark's settings: vdir's own defaults (settings/), with fewer steps."""
+
     steps: int = 5
     inner_steps: int = 2
-    guidance_scale: float = 7.5
-    tau_s: float = 0.4
-    tau_c: float = 0.8
+
+    def inversion(self, kind: str, target: str) -> InvertSettings:
+        """The settings `vdir invert` would run the inversion row ``kind`` with."""
+        return InvertSettings(
+            steps=self.steps,
+            null_text=NullTextSettings(
+                mode="shared" if kind == "shared" else "per-frame", inner_steps=self.inner_steps
+            ),
+            stdg=STDGSettings(enabled=kind not in ("no-stdg", "ddim"), target=target),
+        )
+
+    def edit(self, row: Row) -> EditSettings:
+        """The settings `vdir edit` would run the row's edit with (masks: the edited region)."""
+        return EditSettings(sa1=row.sa1, sa2=row.sa2, cross=row.cross, blend=row.blend)
+
+    def identity(self) -> dict[str, Any]:
+        """What the cached per-clip results depend on (the same numbers as before the settings
+        moved to settings/, so old caches stay valid)."""
+        invert, edit = self.inversion("full", "foreground"), EditSettings()
+        return {
+            "steps": self.steps,
+            "inner_steps": self.inner_steps,
+            "guidance_scale": invert.guidance_scale,
+            "tau_s": edit.tau_s,
+            "tau_c": edit.tau_c,
+        }
 
 
 @dataclass
 class Inverted:
     stored: StoredInversion
+    guidance_scale: float
     seconds: float
     forward_equivalents: float
     recon_psnr: float
@@ -93,22 +121,25 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
     from videodirector_cli.diffusion.cfg import classifier_free
     from videodirector_cli.diffusion.inversion import ddim_invert
     from videodirector_cli.diffusion.latents import decode_latents, encode_frames
-    from videodirector_cli.diffusion.null_text import NullTextConfig, initial_null, optimise_nulls
+    from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.prompts import encode_prompts
     from videodirector_cli.diffusion.schedule import Schedule
-    from videodirector_cli.diffusion.stdg import STDG, STDGConfig
+    from videodirector_cli.diffusion.stdg import STDG
+    from videodirector_cli.diffusion.trajectory import StoredInversion, TrajectoryStep
     from videodirector_cli.diffusion.unet_call import predict_noise
-    from videodirector_cli.stages.inversion_files import StoredInversion
 
+    target = "background" if case.kind == "background" else "foreground"
+    invert_settings = settings.inversion(kind, target)
+    scale = invert_settings.guidance_scale
     counter = PassCounter()
     started = time.perf_counter()
-    schedule = Schedule.from_scheduler(model.scheduler, settings.steps)
+    schedule = Schedule.from_scheduler(model.scheduler, invert_settings.steps)
     clean = encode_frames(model, case.source.frames)
     cond, empty = encode_prompts(model, [case.source_prompt, ""]).to(torch.float32).split(1)
     frames = clean.shape[2]
     pivots = ddim_invert(model.unet, schedule, clean, cond, counter=counter)
-    nulls, latents, guidance, nexts = [], [], [], []
+    trajectory: list[TrajectoryStep] = []
     if kind == "ddim":
         latent = pivots[-1]
         with torch.no_grad():
@@ -119,58 +150,39 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
                 eps_c = predict_noise(
                     model.unet, latent, timestep, cond, counter=counter, purpose="ddim-trajectory"
                 )
-                nxt = schedule.denoise_step(
-                    latent, classifier_free(eps_u, eps_c, settings.guidance_scale), index
-                )
-                nulls.append(empty)
-                latents.append(latent)
-                guidance.append(None)
-                nexts.append(nxt)
+                nxt = schedule.denoise_step(latent, classifier_free(eps_u, eps_c, scale), index)
+                trajectory.append(TrajectoryStep(index, timestep, empty, latent, nxt))
                 latent = nxt
     else:
-        mode = "shared" if kind == "shared" else "per-frame"
-        config = NullTextConfig(
-            guidance_scale=settings.guidance_scale, null_mode=mode, inner_steps=settings.inner_steps
-        )
         stdg = None
-        if kind != "no-stdg":
-            target = "background" if case.kind == "background" else "foreground"
+        if invert_settings.stdg.enabled:
             stdg = STDG(
                 model.unet,
-                STDGConfig(target=target),
+                invert_settings.stdg,
                 _masks_tensor(case.source.masks),
                 (clean.shape[3], clean.shape[4]),
                 counter=counter,
             )
-        results = optimise_nulls(
+        null_text = invert_settings.null_text
+        trajectory = optimise_nulls(
             model.unet,
             schedule,
             pivots,
             cond,
-            config,
-            null=initial_null(empty, frames, mode),
+            null_text,
+            scale,
+            null=initial_null(empty, frames, null_text.mode),
             stdg=stdg,
             counter=counter,
         )
-        for result in results:
-            nulls.append(result.null)
-            latents.append(result.latent)
-            guidance.append(result.guidance)
-            nexts.append(result.next_latent)
-    stored = StoredInversion(
-        key=f"bench-{case.seed}-{kind}",
-        timesteps=list(schedule.timesteps),
-        pivots=pivots,
-        nulls=nulls,
-        latents=latents,
-        guidance=guidance,
-        params={"prompt": case.source_prompt, "guidance_scale": settings.guidance_scale},
-        next_latents=nexts,
+    stored = StoredInversion.from_steps(
+        f"bench-{case.seed}-{kind}", list(schedule.timesteps), pivots, trajectory
     )
     seconds = time.perf_counter() - started
-    reconstruction = decode_latents(model, nexts[-1])
+    reconstruction = decode_latents(model, stored.reconstruction)
     return Inverted(
         stored=stored,
+        guidance_scale=scale,
         seconds=seconds,
         forward_equivalents=counter.forward_equivalents,
         recon_psnr=metrics.psnr(reconstruction, case.source.frames),
@@ -182,32 +194,21 @@ def edit(
     model: DiffusionModel, case: Case, inverted: Inverted, row: Row, settings: MethodSettings
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The row's edit of the case from its inversion: decoded frames and cost."""
-    from videodirector_cli.diffusion.attention.controller import ControlSettings
-    from videodirector_cli.diffusion.editing import EditSettings, run_edit_path
+    from videodirector_cli.diffusion.editing import plan_edit, run_edit_path
     from videodirector_cli.diffusion.latents import decode_latents
     from videodirector_cli.diffusion.passes import PassCounter
 
     counter = PassCounter()
     started = time.perf_counter()
-    edit_settings = EditSettings(
-        control=ControlSettings(
-            tau_s=settings.tau_s,
-            tau_c=settings.tau_c,
-            sa1=row.sa1,
-            sa2=row.sa2,
-            cross=row.cross,
-        ),
-        guidance_scale=settings.guidance_scale,
-        blend=row.blend,
+    plan = plan_edit(
+        model,
+        case.source_prompt,
+        case.target_prompt,
+        settings.edit(row),
+        inverted.guidance_scale,
     )
     outcome = run_edit_path(
-        model,
-        inverted.stored,
-        case.target_prompt,
-        edit_settings,
-        masks=_masks_tensor(case.edit_region),
-        counter=counter,
-        source_prompt=case.source_prompt,
+        model, inverted.stored, plan, masks=_masks_tensor(case.edit_region), counter=counter
     )
     frames = decode_latents(model, outcome.latents)
     seconds = time.perf_counter() - started

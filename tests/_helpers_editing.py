@@ -10,24 +10,21 @@ from __future__ import annotations
 import functools
 
 import torch
+from _helpers_tiny import fast_model_loader, tiny_model
 
 from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.prompts import encode_prompt
 from videodirector_cli.diffusion.schedule import Schedule
-from videodirector_cli.diffusion.tiny import build_tiny_model
+from videodirector_cli.diffusion.trajectory import StoredInversion, TrajectoryStep
 from videodirector_cli.diffusion.unet_call import predict_noise
-from videodirector_cli.stages.inversion_files import StoredInversion
+
+__all__ = ["fast_model_loader", "make_project_with_inversion", "tiny_model"]
 
 SOURCE = "a brown bear walking on rocks"
 FRAMES = 8
 LATENT = 16
 STEPS = 4
 CFG = 7.5
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_model():
-    return build_tiny_model(seed=0)
 
 
 def make_stored_inversion(
@@ -45,7 +42,7 @@ def make_stored_inversion(
     cond = encode_prompt(model, prompt).float()
     empty = encode_prompt(model, "").float()
     latent = torch.randn(1, 4, frames, LATENT, LATENT, generator=generator)
-    nulls, latents, guides, nexts = [], [], [], []
+    trajectory: list[TrajectoryStep] = []
     with torch.no_grad():
         for index in range(steps):
             rows = 1 if shared_null else frames
@@ -60,22 +57,11 @@ def make_stored_inversion(
                 classifier_free(eps_uncond, eps_cond, CFG), guide, schedule.noise_scale(index)
             )
             nxt = schedule.denoise_step(latent, eps, index)
-            nulls.append(null)
-            latents.append(latent)
-            guides.append(guide)
-            nexts.append(nxt)
+            trajectory.append(TrajectoryStep(index, t, null, latent, nxt, guide))
             latent = nxt
-    pivots = torch.stack([nexts[-1], *reversed(latents)])
-    return StoredInversion(
-        key="k" * 64,
-        timesteps=list(schedule.timesteps),
-        pivots=pivots,
-        nulls=nulls,
-        latents=latents,
-        guidance=guides,
-        params={"prompt": prompt, "guidance_scale": CFG},
-        next_latents=nexts,
-    )
+    latents = [step.latent for step in trajectory]
+    pivots = torch.stack([trajectory[-1].next_latent, *reversed(latents)])
+    return StoredInversion.from_steps("k" * 64, list(schedule.timesteps), pivots, trajectory)
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,60 +86,50 @@ def make_project_with_inversion(
     inversion is made up (see make_stored_inversion), not an inversion of those frames.
     """
     import numpy as np
+    from _helpers_project import frames_record, inversion_params, masks_record
 
     from videodirector_cli.media.frames import write_mask, write_png
     from videodirector_cli.project import lineage
     from videodirector_cli.project.fingerprint import hash_files
-    from videodirector_cli.project.manifest import StageRecord
+    from videodirector_cli.project.manifest import InversionRecord, SourceInfo
     from videodirector_cli.project.store import Project
-    from videodirector_cli.stages.inversion_files import InversionFiles, StepResult
+    from videodirector_cli.settings.invert import InvertSettings
+    from videodirector_cli.stages.inversion_files import InversionFiles
 
     model = tiny_model()
     stored = _cached_inversion(steps, frames)
     project = Project.create(root)
     with project.writing("test"):
         project.manifest.prompt = SOURCE
+        project.manifest.source = SourceInfo(
+            path="synthetic.mp4", sha256="0" * 64, fps=8.0, width=32, height=32,
+            frame_count=frames, output_fps=8.0, size=(32, 32), fit="crop",
+        )  # fmt: skip
         images = np.random.default_rng(0).integers(0, 256, (frames, 32, 32, 3), dtype=np.uint8)
         frame_files = project.paths.frame_files(frames)
         for path, image in zip(frame_files, images):
             write_png(path, image)
         frames_hash = hash_files(frame_files)
-        project.manifest.frames = StageRecord(
-            status="done", params={"frames": frames}, outputs={"frames": frames_hash}
-        )
+        project.manifest.frames = frames_record(frames, frames_hash, 32)
         if masks:
             files = project.paths.mask_files(frames)
             for index, mask in enumerate(box_masks(frames).numpy()):
                 write_mask(files[index], np.asarray(mask))
-            project.manifest.masks = StageRecord(
-                status="done",
-                inputs={"frames": frames_hash},
-                outputs={"masks": hash_files(files)},
-            )
+            project.manifest.masks = masks_record(frames_hash, hash_files(files))
         key = stored.key
         inversion = InversionFiles(project.paths.inversion_dir(key))
         inversion.save_pivots(key, stored.pivots, stored.timesteps)
-        for index in range(steps):
-            inversion.save_step(
-                key,
-                StepResult(
-                    step=index,
-                    timestep=stored.timesteps[index],
-                    null=stored.nulls[index],
-                    latent=stored.latents[index],
-                    next_latent=stored.next_latents[index],
-                    guidance=stored.guidance[index],
-                ),
-            )
-        params = {
-            "prompt": SOURCE,
-            "steps": steps,
-            "guidance_scale": CFG,
-            "model": {"model": "tiny"},
-            "model_identity": identity or dict(model.identity),
-        }
-        inversion.save_info({"params": params})
-        project.manifest.inversions[key] = StageRecord(
+        for step in stored.trajectory:
+            inversion.save_step(key, step)
+        params = inversion_params(
+            SOURCE,
+            settings=InvertSettings(steps=steps, guidance_scale=CFG),
+            uses_mask=masks,
+            model_identity=identity or dict(model.identity),
+            key=key,
+        )
+        inversion.save_info({"params": params.model_dump(mode="json")})
+        project.manifest.inversions[key] = InversionRecord(
             status="done",
             params=params,
             inputs=lineage.inputs_for(project.manifest, ["frames", "masks", "prompt"]),
@@ -162,12 +138,3 @@ def make_project_with_inversion(
         project.manifest.current_inversion = key
         project.save()
     return project, stored
-
-
-def fast_model_loader(spec, output=None):
-    """Stand-in for diffusion.models.load_model: the cached tiny model, for 'tiny' only."""
-    from videodirector_cli.errors import ModelError
-
-    if spec.model != "tiny":
-        raise ModelError(f"test loader knows only 'tiny', not {spec.model!r}")
-    return tiny_model()

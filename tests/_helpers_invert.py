@@ -1,24 +1,18 @@
 """Fixtures for the inversion tests: a small project (4 frames of 16x16, latents 8x8 with the
-tiny model) and the cached tiny model."""
+tiny model); the tiny model and its loader are _helpers_tiny's."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
+from _helpers_tiny import fast_model_loader, tiny_model
 
-from videodirector_cli.diffusion.loading import load_model as _REAL_LOAD_MODEL
-from videodirector_cli.diffusion.tiny import build_tiny_model
+__all__ = ["fast_model_loader", "make_invert_project", "tiny_model"]
 
 PROMPT = "a red ball rolling"
 FRAMES = 4
 SIZE = 16
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_model():
-    return build_tiny_model(seed=0)
 
 
 def ball_frames(count: int = FRAMES, size: int = SIZE) -> np.ndarray:
@@ -44,9 +38,10 @@ def make_invert_project(
     root: Path, masks: bool = False, prompt: str | None = PROMPT, mask_count: int | None = None
 ):
     """A project as `vdir init` (and optionally `vdir mask`) leaves it."""
+    from _helpers_project import frames_record, masks_record
+
     from videodirector_cli.media.frames import write_mask, write_png
     from videodirector_cli.project.fingerprint import hash_files
-    from videodirector_cli.project.manifest import StageRecord
     from videodirector_cli.project.store import Project
 
     frames = ball_frames()
@@ -57,26 +52,12 @@ def make_invert_project(
         for path, image in zip(files, frames, strict=True):
             write_png(path, image)
         frames_hash = hash_files(files)
-        project.manifest.frames = StageRecord(
-            status="done", params={"frames": len(frames)}, outputs={"frames": frames_hash}
-        )
+        project.manifest.frames = frames_record(len(frames), frames_hash, SIZE)
         if masks:
             count = mask_count or len(frames)
             mask_files = project.paths.mask_files(count)
             for path, mask in zip(mask_files, ball_masks(count), strict=True):
                 write_mask(path, mask)
-            project.manifest.masks = StageRecord(
-                status="done",
-                inputs={"frames": frames_hash},
-                outputs={"masks": hash_files(mask_files)},
-            )
+            project.manifest.masks = masks_record(frames_hash, hash_files(mask_files))
         project.save()
     return Project.open(root)
-
-
-def fast_model_loader(spec, output=None):
-    """Stand-in for diffusion.models.load_model: the cached tiny model for 'tiny', else the
-    real loader (kept from before any monkeypatching)."""
-    if spec.model != "tiny":
-        return _REAL_LOAD_MODEL(spec, output)
-    return tiny_model()

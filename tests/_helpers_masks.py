@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from _helpers_media import CLIPS
+from _helpers_project import frames_record
 
 from videodirector_cli.media.frames import write_png
 from videodirector_cli.project.fingerprint import hash_files
@@ -49,7 +50,8 @@ def make_project(root: Path, frames: np.ndarray, fps: float = 8.0) -> Project:
             fit="crop",
         )
         project.manifest.prompt = "a test clip"
-        with project.stage(("frames", None), params={"frames": count}, inputs={}) as run:
+        params = frames_record(count, size=(width, height)).params
+        with project.stage(("frames", None), params=params, inputs={}) as run:
             for index, frame in enumerate(frames):
                 write_png(project.paths.frame(index), frame)
             run.record.outputs["frames"] = hash_files(project.paths.frame_files(count))

@@ -1,87 +1,24 @@
-"""Tiny SD1.5-shaped components saved in every layout vdir loads, plus the reverse key mappings
-(diffusers -> original LDM / AnimateDiff names) needed to write single-file checkpoints."""
+"""Tiny SD1.5-shaped components (diffusion/tiny.py's ``build_tiny_parts``) saved in every layout
+vdir loads, plus the reverse key mappings (diffusers -> original LDM / AnimateDiff names) needed
+to write single-file checkpoints."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from videodirector_cli.diffusion.tiny import TINY_HIDDEN, build_tiny_tokenizer
+from videodirector_cli.diffusion.tiny import TINY_HIDDEN, TinyParts, build_tiny_parts
 
-LAYERS = 1
-CHANNELS = (32, 32, 64)
-
-
-@dataclass
-class TinyParts:
-    unet2d: Any
-    adapter: Any
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-
-    def motion_unet(self) -> Any:
-        from diffusers import UNetMotionModel
-
-        return UNetMotionModel.from_unet2d(self.unet2d, self.adapter).eval()
+__all__ = ["TinyParts", "build_parts"]
 
 
 def build_parts(seed: int = 1) -> TinyParts:
-    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet2d = UNet2DConditionModel(
-        block_out_channels=CHANNELS,
-        layers_per_block=LAYERS,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TINY_HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=4,
-    )
-    adapter = MotionAdapter(
-        block_out_channels=CHANNELS,
-        motion_layers_per_block=LAYERS,
-        motion_norm_num_groups=32,  # original motion files: 32 groups, 8 heads (not in shapes)
-        motion_num_attention_heads=8,
-        motion_max_seq_length=32,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
-    tokenizer = build_tiny_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=TINY_HIDDEN,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )
-    for module in (unet2d, adapter, vae, text_encoder):
-        module.eval()
-    return TinyParts(unet2d, adapter, vae, text_encoder, tokenizer)
+    """The tiny model's parts with AnimateDiff's original motion-module layout."""
+    return build_tiny_parts(seed, original_motion_layout=True)
 
 
 # ------------------------------------------------------------------------------------ layouts

@@ -11,16 +11,16 @@ from videodirector_cli.diffusion.attention.layers import classify, layers_of
 from videodirector_cli.diffusion.attention.swap import swapped_processors
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule, make_ddim_scheduler
-from videodirector_cli.diffusion.tiny import build_tiny_model
 
 
 def animatediff_scheduler() -> DDIMScheduler:
     return make_ddim_scheduler()
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return build_tiny_model(seed=0)
+@pytest.fixture
+def tiny(tiny_model):
+    """The session's tiny model (conftest.py)."""
+    return tiny_model
 
 
 def test_schedule_matches_diffusers_ddim_step() -> None:

@@ -7,12 +7,13 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from videodirector_cli.diffusion.attention import seq_align
-from videodirector_cli.diffusion.attention.controller import ControlSettings, EditController
+from videodirector_cli.diffusion.attention.controller import EditController
 from videodirector_cli.diffusion.attention.cross_control import (
     CrossControlProcessor,
     controlled_maps,
 )
 from videodirector_cli.diffusion.tiny import build_tiny_tokenizer
+from videodirector_cli.settings.edit import EditSettings
 
 FRAMES, HW, CHANNELS, CONTEXT, HEADS, L = 2, (4, 4), 16, 12, 2, 77
 TOKENS = HW[0] * HW[1]
@@ -40,7 +41,7 @@ def inputs(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 def controller(step, mapping=None, reweight=None, steps=10) -> EditController:
     control = EditController(
-        ControlSettings(tau_c=0.8), FRAMES, HW, mapping=mapping, reweight=reweight
+        EditSettings(tau_c=0.8), FRAMES, HW, mapping=mapping, reweight=reweight
     )
     control.set_step(step, steps)
     return control

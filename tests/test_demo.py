@@ -28,7 +28,7 @@ def test_demo_runs_the_whole_pipeline_and_resumes_as_up_to_date(tmp_path: Path) 
     project = Project.open(Path(data["project"]))
     manifest = project.manifest
     assert manifest.frames.status == "done" and manifest.masks.status == "done"
-    assert manifest.masks.params["method"] == "import"
+    assert manifest.masks.params.method == "import"
     inversion = manifest.inversions[data["inversion"]]
     assert inversion.status == "done" and inversion.progress.done == 3
     assert set(manifest.edits) == {"colour", "shape"}
@@ -72,7 +72,7 @@ def test_demo_refuses_bad_step_counts_before_writing_anything(tmp_path: Path) ->
 def test_default_demo_colour_edit_comes_out_in_the_new_colour(tmp_path: Path) -> None:
     """The demo as a user runs it (15 steps): the shipped toy model and the full method turn the
     red circle white and keep its path and background, by the toy model's own scorer."""
-    from videodirector_cli.stages.demo import DemoRequest
+    from videodirector_cli.settings.demo import DemoRequest
     from videodirector_cli.toy import check
 
     data = _demo(tmp_path / "demo", steps=None)

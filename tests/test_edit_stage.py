@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from videodirector_cli.cli.app import app
 from videodirector_cli.errors import UsageError
 from videodirector_cli.project.fingerprint import hash_files
-from videodirector_cli.project.manifest import StageRecord, stage_state
+from videodirector_cli.project.manifest import stage_state
 from videodirector_cli.project.store import Project
-from videodirector_cli.stages.edit import check_name, derive_name, parse_reweight
+from videodirector_cli.settings.edit import parse_reweight
+from videodirector_cli.stages.edit_names import check_name, derive_name
 
 TARGET = "a white tiger walking on rocks"
 
@@ -43,19 +44,10 @@ def snapshot(root) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def edited(tmp_path_factory):
-    """A project with masks and one finished edit (module scope: the edit runs once)."""
-    root = tmp_path_factory.mktemp("edited")
-    _, stored = make_project_with_inversion(root, masks=True)
-    mp = pytest.MonkeyPatch()
-    mp.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
-    try:
-        result = vdir(root, TARGET, "--reweight", "tiger=2", "--json")
-    finally:
-        mp.undo()
-    assert result.exit_code == 0, result.output
-    return root, stored, json.loads(result.stdout)
+@pytest.fixture
+def edited(edited_project):
+    """The session's project with one finished edit (conftest.py): read only."""
+    return edited_project.root, edited_project.stored, edited_project.edit
 
 
 def test_edit_writes_its_folder_and_manifest_record(edited):
@@ -69,8 +61,9 @@ def test_edit_writes_its_folder_and_manifest_record(edited):
     assert record.outputs["edit"] == hash_files(frames)  # what vdir render verifies
     assert (project.paths.edit_dir("white-tiger") / "latents.safetensors").is_file()
     info = json.loads((project.paths.edit_dir("white-tiger") / "edit.json").read_text())
-    assert info["params"]["reweight"] == {"tiger": 2.0}
-    assert info["params"]["mask"] == "project"
+    assert info["params"]["settings"]["reweight"] == {"tiger": 2.0}
+    assert info["params"]["settings"]["mask"] == "auto"  # the project's masks were read
+    assert record.params.settings.reweight == {"tiger": 2.0}
     assert (
         record.inputs[f"inversion:{stored.key}"]
         == project.manifest.inversions[stored.key].outputs["inversion"]
@@ -110,9 +103,11 @@ def test_a_changed_inversion_makes_the_edit_stale(tmp_path):
 
 
 def test_edit_before_invert(tmp_path):
+    from _helpers_project import frames_record
+
     project = Project.create(tmp_path)
     with project.writing("test"):
-        project.manifest.frames = StageRecord(status="done", params={"frames": 4})
+        project.manifest.frames = frames_record(4)
         project.save()
     before = snapshot(tmp_path)
     result = vdir(tmp_path, TARGET)
@@ -189,7 +184,7 @@ def test_existing_name_with_other_params_needs_force(project_root):
     forced = vdir(project_root, TARGET, "--name", "tiger", "--tau-s", "0.6", "--force")
     assert forced.exit_code == 0, forced.output
     record = Project.open(project_root).manifest.edits["tiger"]
-    assert record.params["tau_s"] == 0.6 and record.status == "done"
+    assert record.params.settings.tau_s == 0.6 and record.status == "done"
 
 
 def test_names():
@@ -204,16 +199,22 @@ def test_names():
 
 
 def test_derived_names_take_the_next_free_suffix(tmp_path):
-    from videodirector_cli.stages.edit import EditRequest, choose_name
+    from _helpers_project import edit_record
+
+    from videodirector_cli.settings.edit import EditRequest
+    from videodirector_cli.stages.edit import choose_name
+
+    def record(tau_s: float):
+        return edit_record(prompt=TARGET, source_prompt=SOURCE, tau_s=tau_s)
 
     project = Project.create(tmp_path)
-    project.manifest.edits["white-tiger"] = StageRecord(status="done", params={"tau_s": 0.4})
+    project.manifest.edits["white-tiger"] = record(0.4)
     request = EditRequest(prompt=TARGET)
-    assert choose_name(project, request, SOURCE, {"tau_s": 0.5}) == ("white-tiger-2", False)
-    project.manifest.edits["white-tiger-2"] = StageRecord(status="done", params={"tau_s": 0.5})
+    assert choose_name(project, request, record(0.5).params) == ("white-tiger-2", False)
+    project.manifest.edits["white-tiger-2"] = record(0.5)
     # the same params find their edit again (its files are gone here, so it is not up to date)
-    assert choose_name(project, request, SOURCE, {"tau_s": 0.5}) == ("white-tiger-2", False)
-    assert choose_name(project, request, SOURCE, {"tau_s": 0.6}) == ("white-tiger-3", False)
+    assert choose_name(project, request, record(0.5).params) == ("white-tiger-2", False)
+    assert choose_name(project, request, record(0.6).params) == ("white-tiger-3", False)
 
 
 def test_source_prompt_edit_of_a_vdir_invert_result_reproduces_its_reconstruction(tmp_path):
@@ -221,16 +222,29 @@ def test_source_prompt_edit_of_a_vdir_invert_result_reproduces_its_reconstructio
     from safetensors.torch import load_file
 
     from videodirector_cli.output import Output
+    from videodirector_cli.settings.invert import (
+        InvertRequest,
+        InvertSettings,
+        NullTextSettings,
+        STDGSettings,
+    )
+    from videodirector_cli.settings.model import ModelChoice
     from videodirector_cli.stages.inversion_files import InversionFiles
-    from videodirector_cli.stages.invert import InvertRequest, run_invert
+    from videodirector_cli.stages.invert import run_invert
 
-    make_project_with_inversion(tmp_path, steps=1, masks=True)
-    request = InvertRequest(steps=2, inner_steps=1, model="tiny", report=False, stdg=False)
-    key = run_invert(tmp_path, request, Output(mode="quiet")).key
+    project, _ = make_project_with_inversion(tmp_path, steps=1, masks=True)
+    settings = InvertSettings(
+        steps=2,
+        null_text=NullTextSettings(inner_steps=1),
+        stdg=STDGSettings(enabled=False),
+        report=False,
+    )
+    request = InvertRequest(settings=settings, model=ModelChoice(model="tiny"))
+    key = run_invert(Project.open(tmp_path), request, Output(mode="quiet")).key
     result = vdir(tmp_path, SOURCE, "--mask", "none", "--name", "same")
     assert result.exit_code == 0, result.output
     project = Project.open(tmp_path)
-    assert project.manifest.edits["same"].params["inversion"] == key
+    assert project.manifest.edits["same"].params.inversion == key
     stored = InversionFiles(project.paths.inversion_dir(key)).load()
     latents = load_file(str(project.paths.edit_dir("same") / "latents.safetensors"))["latents"]
     assert (latents - stored.next_latents[-1]).abs().max() <= 1e-4

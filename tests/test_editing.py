@@ -11,10 +11,10 @@ import pytest
 import torch
 from _helpers_editing import CFG, SOURCE, box_masks, make_stored_inversion, tiny_model
 
-from videodirector_cli.diffusion.attention.controller import ControlSettings
-from videodirector_cli.diffusion.editing import EditSettings, blend_mask, run_edit_path
+from videodirector_cli.diffusion.editing import EditPlan, blend_mask, plan_edit, run_edit_path
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.errors import StaleError, UsageError
+from videodirector_cli.settings.edit import EditSettings
 
 STEPS = 3
 TARGET = "a white tiger walking on rocks"
@@ -25,9 +25,13 @@ def stored():
     return make_stored_inversion(tiny_model(), steps=STEPS, frames=4)
 
 
-def settings(**kwargs) -> EditSettings:
-    control = {k: kwargs.pop(k) for k in list(kwargs) if hasattr(ControlSettings, k)}
-    return EditSettings(control=ControlSettings(**control), guidance_scale=CFG, **kwargs)
+def edit(stored, prompt: str, masks=None, counter=None, **settings):
+    """run_edit_path with a plan made for ``prompt`` from ``settings`` (the defaults otherwise)."""
+    return run_edit_path(tiny_model(), stored, plan(prompt, **settings), masks, counter)
+
+
+def plan(prompt: str, **settings) -> EditPlan:
+    return plan_edit(tiny_model(), SOURCE, prompt, EditSettings(**settings), CFG)
 
 
 def test_editing_with_the_source_prompt_reproduces_the_reconstruction():
@@ -38,7 +42,7 @@ def test_editing_with_the_source_prompt_reproduces_the_reconstruction():
     handle = unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     counter = PassCounter()
     try:
-        run = run_edit_path(tiny_model(), stored, SOURCE, settings(), counter=counter)
+        run = edit(stored, SOURCE, counter=counter)
     finally:
         handle.remove()
     assert (run.latents - stored.next_latents[-1]).abs().max() <= 1e-4
@@ -55,27 +59,25 @@ def test_identity_with_one_shared_null_and_no_guidance():
         tiny_model(), steps=STEPS, frames=4, shared_null=True, guidance=False
     )
     assert stored.nulls[0].shape[0] == 1 and stored.guidance[0] is None
-    run = run_edit_path(tiny_model(), stored, SOURCE, settings())
+    run = edit(stored, SOURCE)
     assert (run.latents - stored.next_latents[-1]).abs().max() <= 1e-4
 
 
 def test_an_edit_prompt_changes_the_result(stored):
-    run = run_edit_path(tiny_model(), stored, TARGET, settings())
+    run = edit(stored, TARGET)
     assert (run.latents - stored.next_latents[-1]).abs().max() > 1e-2
 
 
 def test_ablations_turn_controls_off(stored):
-    run = run_edit_path(tiny_model(), stored, TARGET, settings(sa1=False, sa2=False, cross=False))
+    run = edit(stored, TARGET, sa1=False, sa2=False, cross=False)
     assert run.applied == {}
-    run = run_edit_path(tiny_model(), stored, TARGET, settings(sa2_layers="none"))
+    run = edit(stored, TARGET, sa2_layers="none")
     assert "sa2" not in run.applied and run.applied["sa1"] > 0
 
 
 def test_blend_keeps_the_reconstruction_outside_the_mask(stored):
     masks = box_masks(frames=4)
-    run = run_edit_path(
-        tiny_model(), stored, TARGET, settings(blend=True, blend_dilate=1), masks=masks
-    )
+    run = edit(stored, TARGET, masks, blend=True, blend_dilate=2)  # 2 px: 1 latent cell
     keep = blend_mask(masks, (16, 16), dilate=1).bool().expand_as(run.latents)
     reconstruction = stored.next_latents[-1]
     assert torch.equal(run.latents[~keep], reconstruction[~keep])
@@ -93,22 +95,16 @@ def test_blend_mask_dilates_in_latent_cells():
 
 def test_blend_without_mask_is_refused(stored):
     with pytest.raises(UsageError, match="mask"):
-        run_edit_path(tiny_model(), stored, TARGET, settings(blend=True))
+        edit(stored, TARGET, blend=True)
 
 
-def test_bad_reweight_word_and_word_swap_count_fail_before_any_unet_call(stored):
-    counter = PassCounter()
+def test_bad_reweight_word_and_word_swap_count_fail_in_the_plan():
+    """The plan (no UNet call) refuses what the tokenizer cannot map."""
     with pytest.raises(UsageError, match="lion"):
-        run_edit_path(tiny_model(), stored, TARGET, settings(reweight={"lion": 2}), counter=counter)
+        plan(TARGET, reweight={"lion": 2})
     with pytest.raises(UsageError, match="6 words"):
-        run_edit_path(
-            tiny_model(),
-            stored,
-            "a tiger walking on rocks",
-            settings(mode="replace"),
-            counter=counter,
-        )
-    assert counter.forwards == 0
+        plan("a tiger walking on rocks", mode="replace")
+    assert plan(TARGET, reweight={"tiger": 2}).reweight is not None
 
 
 def test_another_timestep_grid_is_refused(stored):
@@ -116,35 +112,29 @@ def test_another_timestep_grid_is_refused(stored):
 
     shifted = dataclasses.replace(stored, timesteps=[t - 1 for t in stored.timesteps])
     with pytest.raises(StaleError, match="timestep grid"):
-        run_edit_path(tiny_model(), shifted, SOURCE, settings())
+        edit(shifted, SOURCE)
 
 
 def test_identity_against_the_null_text_optimiser():
     """The same identity on an inversion made by the real DDIM inversion + null-text code."""
     from videodirector_cli.diffusion.inversion import ddim_invert
-    from videodirector_cli.diffusion.null_text import NullTextConfig, initial_null, optimise_nulls
+    from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
     from videodirector_cli.diffusion.prompts import encode_prompt
     from videodirector_cli.diffusion.schedule import Schedule
-    from videodirector_cli.stages.inversion_files import StoredInversion
+    from videodirector_cli.diffusion.trajectory import StoredInversion
+    from videodirector_cli.settings.invert import InvertSettings, NullTextSettings
 
     model = tiny_model()
     schedule = Schedule.from_scheduler(model.scheduler, STEPS)
     cond = encode_prompt(model, SOURCE).float()
     clean = torch.randn(1, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     pivots = ddim_invert(model.unet, schedule, clean, cond)
-    config = NullTextConfig(inner_steps=1)
     null = initial_null(encode_prompt(model, "").float(), 4, "per-frame")
-    steps = optimise_nulls(model.unet, schedule, pivots, cond, config, null=null)
-    stored = StoredInversion(
-        key="x",
-        timesteps=list(schedule.timesteps),
-        pivots=pivots,
-        nulls=[s.null for s in steps],
-        latents=[s.latent for s in steps],
-        guidance=[s.guidance for s in steps],
-        params={"prompt": SOURCE},
-        next_latents=[s.next_latent for s in steps],
+    scale = InvertSettings().guidance_scale
+    steps = optimise_nulls(
+        model.unet, schedule, pivots, cond, NullTextSettings(inner_steps=1), scale, null=null
     )
-    assert config.guidance_scale == CFG
-    run = run_edit_path(model, stored, SOURCE, settings())
+    stored = StoredInversion.from_steps("x", list(schedule.timesteps), pivots, steps)
+    assert scale == CFG
+    run = edit(stored, SOURCE)
     assert (run.latents - stored.next_latents[-1]).abs().max() <= 1e-4

@@ -19,7 +19,7 @@ from videodirector_cli.media.frames import read_frames, write_png
 from videodirector_cli.project.store import Project
 from videodirector_cli.stages.evaluate import edit_numbers
 
-TARGET = "a white tiger walking on rocks"
+EDITED = "white-tiger"
 
 
 def vdir(root, *args: str):
@@ -32,21 +32,10 @@ def snapshot(root) -> dict[str, bytes]:
     }
 
 
-def _edited_project(root, masks: bool):
-    make_project_with_inversion(root, masks=masks)
-    mp = pytest.MonkeyPatch()
-    mp.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
-    try:
-        result = vdir(root, "edit", TARGET, "--name", "tiger", "--json")
-    finally:
-        mp.undo()
-    assert result.exit_code == 0, result.output
-    return root
-
-
-@pytest.fixture(scope="module")
-def masked(tmp_path_factory):
-    return _edited_project(tmp_path_factory.mktemp("masked"), masks=True)
+@pytest.fixture
+def masked(edited_project):
+    """The session's project with masks and the edit EDITED (conftest.py): read only."""
+    return edited_project.root
 
 
 def copy_of(root, tmp_path):
@@ -64,17 +53,17 @@ def tiny_loader(monkeypatch):
 
 def test_eval_of_an_edit_with_masks(masked):
     before = snapshot(masked)
-    result = vdir(masked, "eval", "tiger", "--json")
+    result = vdir(masked, "eval", EDITED, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     (edit,) = data["edits"]
-    assert edit["name"] == "tiger" and edit["mask"] == "project"
+    assert edit["name"] == EDITED and edit["mask"] == "project"
     project = Project.open(masked)
     source = read_frames(project.paths.frame_files(project.manifest.frame_count))
-    edited = read_frames([project.paths.edit_frame("tiger", i) for i in range(len(source))])
-    from videodirector_cli.stages.mask import load_project_masks
+    edited = read_frames([project.paths.edit_frame(EDITED, i) for i in range(len(source))])
+    from videodirector_cli.project.readers import read_project_masks
 
-    masks = load_project_masks(project)
+    masks = read_project_masks(project)
     assert edit["background_psnr"] == pytest.approx(metrics.psnr(edited, source, ~masks), abs=1e-3)
     assert edit["object_psnr"] == pytest.approx(metrics.psnr(edited, source, masks), abs=1e-3)
     smooth = edit["smoothness"]
@@ -87,8 +76,8 @@ def test_eval_of_an_edit_with_masks(masked):
 
 
 def test_eval_without_masks_says_what_it_needs(masked, monkeypatch):
-    # a project without masks: load_project_masks returns None
-    monkeypatch.setattr("videodirector_cli.stages.mask.load_project_masks", lambda project: None)
+    # a project without masks: read_project_masks returns None
+    monkeypatch.setattr("videodirector_cli.stages.evaluate.read_project_masks", lambda p: None)
     unmasked = masked
     result = vdir(unmasked, "eval", "--no-inversion", "--json")
     assert result.exit_code == 0, result.output
@@ -132,7 +121,7 @@ def test_recorded_psnr_forms():
 
     perfect = recorded_reconstruction({"report": {"optimised": {"psnr": float("inf")}}})
     assert perfect is not None and perfect["reconstruction_psnr"] == metrics.PSNR_CAP
-    assert recorded_reconstruction({"recon_psnr": 20})["reconstruction_psnr"] == 20.0
+    assert recorded_reconstruction({"recon_psnr": 20}) is None  # a key vdir never writes
     assert recorded_reconstruction({"report": None, "losses": [1.0]}) is None
 
 
@@ -146,8 +135,8 @@ def test_unknown_edit_and_bad_dilate(masked):
 def test_changed_edit_frames_are_refused(masked, tmp_path):
     root = copy_of(masked, tmp_path)
     project = Project.open(root)
-    write_png(project.paths.edit_frame("tiger", 0), np.zeros((32, 32, 3), dtype=np.uint8))
-    result = vdir(root, "eval", "tiger", "--no-inversion")
+    write_png(project.paths.edit_frame(EDITED, 0), np.zeros((32, 32, 3), dtype=np.uint8))
+    result = vdir(root, "eval", EDITED, "--no-inversion")
     assert result.exit_code == 5 and "changed" in result.output
 
 

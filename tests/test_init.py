@@ -49,7 +49,7 @@ def test_init_real_clip_stores_lossless_frames_and_the_source(tmp_path: Path) ->
     assert source.frame_times == pytest.approx([i / 24 for i in range(16)], abs=1e-6)
     assert manifest.frames is not None and manifest.frames.status == "done"
     assert manifest.frames.inputs == {"source": source.sha256}
-    assert manifest.frames.params["frames"] == 16
+    assert manifest.frames.params.frames == 16
     assert manifest.frames.versions["av"]
 
     paths = ProjectPaths(project_dir)
@@ -84,7 +84,7 @@ def test_frame_choice_and_size_are_recorded(tmp_path: Path) -> None:
     frames = read_frames(ProjectPaths(tmp_path / "p").frame_files(5))
     assert frames.shape == (5, 64, 128, 3)
     assert [read_code(f) for f in frames] == [2, 5, 8, 11, 14]
-    assert manifest.frames.params == {
+    assert manifest.frames.params.model_dump(mode="json") == {
         "frames": 5, "start": "frame 2", "stride": 3, "fps": None, "size": [128, 64], "fit": "pad",
     }  # fmt: skip
 

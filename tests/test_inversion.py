@@ -12,13 +12,14 @@ from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.inversion import ddim_invert, denoise, invert, sample_cfg
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule
+from videodirector_cli.diffusion.trajectory import TrajectoryStep
 from videodirector_cli.diffusion.unet_call import (
     batch_embeddings,
     frame_embeddings,
     predict_noise,
     run_until,
 )
-from videodirector_cli.stages.inversion_files import InversionFiles, StepResult
+from videodirector_cli.stages.inversion_files import InversionFiles
 
 SHAPE = (1, 4, 4, 8, 8)
 
@@ -143,7 +144,7 @@ def test_inversion_files_round_trip_and_resume_point(tmp_path):
     for step in range(2):
         files.save_step(
             "key",
-            StepResult(
+            TrajectoryStep(
                 step,
                 [701, 401, 101][step],
                 torch.randn(4, 77, 32),

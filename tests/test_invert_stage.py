@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 from videodirector_cli.cli.app import app
 from videodirector_cli.output import Output
 from videodirector_cli.project.store import Project
+from videodirector_cli.settings.invert import InvertRequest, InvertSettings, NullTextSettings
+from videodirector_cli.settings.model import ModelChoice
 from videodirector_cli.stages.inversion_files import InversionFiles
-from videodirector_cli.stages.invert import InvertRequest, run_invert
+from videodirector_cli.stages.invert import run_invert
 
 FAST = ["--model", "tiny", "--steps", "2", "--inner-steps", "1"]
 
@@ -27,10 +29,15 @@ def _invoke(root, *args):
     return CliRunner().invoke(app, ["invert", "--project", str(root), *args])
 
 
-def _request(**changes) -> InvertRequest:
-    settings = {"steps": 3, "inner_steps": 2, "model": "tiny", "report": False}
-    settings.update(changes)
-    return InvertRequest(**settings)
+def _request(steps: int = 3, inner_steps: int = 2, prompt: str | None = None) -> InvertRequest:
+    settings = InvertSettings(
+        steps=steps, null_text=NullTextSettings(inner_steps=inner_steps), report=False
+    )
+    return InvertRequest(prompt=prompt, settings=settings, model=ModelChoice(model="tiny"))
+
+
+def _run(root, request: InvertRequest, **kwargs):
+    return run_invert(Project.open(root), request, Output(mode="quiet"), **kwargs)
 
 
 def test_invert_writes_each_step_reports_and_then_is_up_to_date(tmp_path):
@@ -64,20 +71,19 @@ def test_resumed_inversion_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     for root in (whole, broken):
         make_invert_project(root, masks=True)
-    quiet = Output(mode="quiet")
-    done = run_invert(whole, _request(), quiet, model=tiny_model())
+    done = _run(whole, _request(), model=tiny_model())
 
     def interrupt(result):
         if result.step == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_invert(broken, _request(), quiet, model=tiny_model(), on_step=interrupt)
+        _run(broken, _request(), model=tiny_model(), on_step=interrupt)
     project = Project.open(broken)
     assert project.manifest.inversions[done.key].status == "interrupted"
     files = InversionFiles(project.paths.inversion_dir(done.key))
     assert files.completed_steps(done.key) == 2
-    resumed = run_invert(broken, _request(), quiet, model=tiny_model())
+    resumed = _run(broken, _request(), model=tiny_model())
     assert resumed.key == done.key and resumed.data["resumed_from"] == 2
     a = InversionFiles(Project.open(whole).paths.inversion_dir(done.key)).load()
     b = files.load()
@@ -91,11 +97,8 @@ def test_resumed_inversion_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
 def test_a_changed_prompt_makes_a_new_inversion_and_keeps_the_old(tmp_path):
     root = tmp_path / "p"
     make_invert_project(root)
-    quiet = Output(mode="quiet")
-    first = run_invert(root, _request(steps=1, inner_steps=0), quiet, model=tiny_model())
-    second = run_invert(
-        root, _request(steps=1, inner_steps=0, prompt="a blue ball"), quiet, model=tiny_model()
-    )
+    first = _run(root, _request(steps=1, inner_steps=0), model=tiny_model())
+    second = _run(root, _request(steps=1, inner_steps=0, prompt="a blue ball"), model=tiny_model())
     assert first.key != second.key
     project = Project.open(root)
     assert set(project.manifest.inversions) == {first.key, second.key}

@@ -12,13 +12,13 @@ from videodirector_cli.diffusion.latents import (
     frames_to_tensor,
     tensor_to_frames,
 )
-from videodirector_cli.diffusion.tiny import build_tiny_model
 from videodirector_cli.errors import UsageError
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_tiny_model(seed=0)
+@pytest.fixture
+def model(tiny_model):
+    """The session's tiny model (conftest.py)."""
+    return tiny_model
 
 
 def clip(frames: int = 5, size: int = 24, seed: int = 0) -> np.ndarray:

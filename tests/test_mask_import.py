@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from videodirector_cli.cli.app import app
 from videodirector_cli.errors import InputError
 from videodirector_cli.masks.importer import binarise, import_masks, list_mask_files
+from videodirector_cli.project.readers import read_project_masks
 from videodirector_cli.project.store import Project
-from videodirector_cli.stages.mask import load_project_masks
 
 
 def _save(path: Path, array: np.ndarray, **kwargs: object) -> None:
@@ -135,10 +135,10 @@ def test_import_shared_clip_masks(tmp_path: Path, clip: str) -> None:
     reopened = Project.open(project.paths.root)
     record = reopened.manifest.masks
     assert record is not None and record.status == "done"
-    assert record.params["method"] == "import" and record.params["from"] == str(
+    assert record.params.method == "import" and record.params.from_dir == str(
         (folder / "masks").resolve()
     )
-    masks = load_project_masks(reopened)
+    masks = read_project_masks(reopened)
     assert masks is not None and masks.shape == (16, 256, 256)
     assert [p.name for p in sorted(project.paths.masks_dir.glob("0*.png"))] == [
         f"{i:05d}.png" for i in range(16)
@@ -150,5 +150,5 @@ def test_import_shared_clip_masks(tmp_path: Path, clip: str) -> None:
         app, ["mask", "--from", str(folder / "masks"), "--json", "-p", str(project.paths.root)]
     )
     assert with_ellipse.exit_code == 0, with_ellipse.output
-    ored = load_project_masks(Project.open(project.paths.root))
+    ored = read_project_masks(Project.open(project.paths.root))
     assert ored is not None and ored[masks].all() and ored.sum() > masks.sum()

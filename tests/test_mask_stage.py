@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers_masks import make_project, moving_disk_frames, snapshot
+from _helpers_project import frames_record, inversion_record, masks_record
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
@@ -17,10 +18,12 @@ from videodirector_cli.media.frames import write_mask, write_png
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
 from videodirector_cli.project.fingerprint import hash_files
-from videodirector_cli.project.manifest import NO_MASK, StageRecord, stage_state
+from videodirector_cli.project.manifest import NO_MASK, stage_state
+from videodirector_cli.project.readers import read_project_masks
 from videodirector_cli.project.store import Project
+from videodirector_cli.settings.mask import MaskRequest
 from videodirector_cli.stages import mask as mask_stage
-from videodirector_cli.stages.mask import MaskRequest, load_project_masks, run_mask
+from videodirector_cli.stages.mask import run_mask
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def test_box_without_sam2_writes_masks_previews_and_manifest(project: Project) -
     assert data["coverage"] == [pytest.approx(900 / 4096, abs=1e-6)] * 4
     assert data["ellipse"] is False, "no ellipse by default for --no-sam2 shapes"
 
-    masks = load_project_masks(Project.open(project.paths.root))
+    masks = read_project_masks(Project.open(project.paths.root))
     assert masks is not None and masks.shape == (4, 64, 64)
     assert (masks == expected).all()
 
@@ -56,7 +59,7 @@ def test_box_without_sam2_writes_masks_previews_and_manifest(project: Project) -
 
     record = Project.open(project.paths.root).manifest.masks
     assert record is not None and record.status == "done"
-    assert record.params == {
+    assert record.params.model_dump(exclude_none=True) == {
         "method": "shape",
         "box": [10.0, 20.0, 40.0, 50.0],
         "shape": "box",
@@ -71,7 +74,7 @@ def test_box_without_sam2_writes_masks_previews_and_manifest(project: Project) -
 def test_ellipse_shape_is_inscribed(project: Project) -> None:
     result = _vdir(project, "--box", "8,16,56,40", "--no-sam2", "--shape", "ellipse", "-q")
     assert result.exit_code == 0, result.output
-    masks = load_project_masks(Project.open(project.paths.root))
+    masks = read_project_masks(Project.open(project.paths.root))
     assert masks is not None
     area = np.pi * 24 * 12
     assert abs(masks[0].sum() - area) / area < 0.05
@@ -159,17 +162,16 @@ def test_no_frames_is_a_missing_prerequisite(tmp_path: Path) -> None:
             MaskRequest(box=Box(0, 0, 5, 5), no_sam2=True),
             Output(mode="quiet"),
         )
-    assert load_project_masks(Project.open(bare.paths.root)) is None
+    assert read_project_masks(Project.open(bare.paths.root)) is None
 
 
 def test_changed_masks_make_inversions_stale(project: Project) -> None:
     quiet = Output(mode="quiet")
-    assert load_project_masks(project) is None
+    assert read_project_masks(project) is None
     run_mask(project, MaskRequest(box=Box(10, 20, 40, 50), no_sam2=True), quiet)
     with project.writing("test-inversion"):
         for key, use_masks in (("with-masks", True), ("no-masks", False)):
-            project.manifest.inversions[key] = StageRecord(
-                status="done",
+            project.manifest.inversions[key] = inversion_record(
                 inputs=lineage.inputs_for(
                     project.manifest, ["frames", "masks"], use_masks=use_masks
                 ),
@@ -194,41 +196,41 @@ def test_changed_masks_make_inversions_stale(project: Project) -> None:
     assert project.manifest.inversions["no-masks"].inputs["masks"] == NO_MASK
 
 
-def test_load_project_masks_detects_stale_masks(project: Project) -> None:
+def test_read_project_masks_detects_stale_masks(project: Project) -> None:
     run_mask(project, MaskRequest(box=Box(10, 20, 40, 50), no_sam2=True), Output(mode="quiet"))
-    assert load_project_masks(Project.open(project.paths.root)) is not None
+    assert read_project_masks(Project.open(project.paths.root)) is not None
 
     # A hand-edited mask file no longer matches what the manifest (and inversions) recorded.
     original = project.paths.mask(1).read_bytes()
     write_mask(project.paths.mask(1), np.ones((64, 64), dtype=bool))
     with pytest.raises(StaleError, match="changed after vdir mask wrote them"):
-        load_project_masks(Project.open(project.paths.root))
+        read_project_masks(Project.open(project.paths.root))
     project.paths.mask(1).write_bytes(original)
 
     # A missing mask file: count differs from the frames.
     project.paths.mask(3).rename(project.paths.root / "aside.png")
     with pytest.raises(StaleError, match="holds 3 masks for 4 frames"):
-        load_project_masks(Project.open(project.paths.root))
+        read_project_masks(Project.open(project.paths.root))
     (project.paths.root / "aside.png").rename(project.paths.mask(3))
-    assert load_project_masks(Project.open(project.paths.root)) is not None
+    assert read_project_masks(Project.open(project.paths.root)) is not None
 
     # New frames: the masks were made for other ones.
     with (
         project.writing("test-reinit"),
-        project.stage(("frames", None), params={"frames": 4}, inputs={}) as run,
+        project.stage(("frames", None), params=frames_record(4).params, inputs={}) as run,
     ):
         write_png(project.paths.frame(0), np.zeros((64, 64, 3), dtype=np.uint8))
         run.record.outputs["frames"] = hash_files(project.paths.frame_files(4))
     with pytest.raises(StaleError, match="made for other frames"):
-        load_project_masks(Project.open(project.paths.root))
+        read_project_masks(Project.open(project.paths.root))
 
 
 def test_interrupted_mask_run_is_reported(project: Project) -> None:
     with project.writing("test"):
-        project.manifest.masks = StageRecord(status="interrupted")
+        project.manifest.masks = masks_record("", "", status="interrupted")
         project.save()
     with pytest.raises(MissingPrerequisiteError, match="interrupted"):
-        load_project_masks(Project.open(project.paths.root))
+        read_project_masks(Project.open(project.paths.root))
 
 
 def test_prompt_parsing() -> None:

@@ -9,11 +9,12 @@ import torch
 from _helpers_invert import PROMPT, tiny_model
 
 from videodirector_cli.diffusion.inversion import ddim_invert, sample_cfg
-from videodirector_cli.diffusion.null_text import NullTextConfig, initial_null, optimise_nulls
+from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.prompts import encode_prompt
 from videodirector_cli.diffusion.schedule import Schedule
 from videodirector_cli.errors import NumericalError
+from videodirector_cli.settings.invert import NullTextSettings
 
 FRAMES, STEPS, CFG = 4, 3, 7.5
 LR = 0.1
@@ -33,11 +34,10 @@ def setup():
 
 def _optimise(mode="per-frame", counter=None, **config):
     model, schedule, cond, empty, pivots = setup()
-    settings = {"guidance_scale": CFG, "null_mode": mode, "learning_rate": LR, "inner_steps": 5}
-    settings.update(config)
-    cfg = NullTextConfig(**settings)
+    settings = {"mode": mode, "learning_rate": LR, "inner_steps": 5, **config}
+    cfg = NullTextSettings(**settings)
     null = initial_null(empty, FRAMES, mode)
-    return optimise_nulls(model.unet, schedule, pivots, cond, cfg, null=null, counter=counter)
+    return optimise_nulls(model.unet, schedule, pivots, cond, cfg, CFG, null=null, counter=counter)
 
 
 @functools.lru_cache(maxsize=2)
@@ -82,7 +82,7 @@ def test_early_stop_skips_the_updates_and_the_extra_forward():
 
 
 def test_lr_decays_to_half_and_threshold_grows():
-    cfg = NullTextConfig()
+    cfg = NullTextSettings()
     assert cfg.lr_at(0, 50) == pytest.approx(1e-2)
     assert cfg.lr_at(25, 50) == pytest.approx(0.75e-2)
     assert cfg.threshold_at(10) == pytest.approx(1e-5 + 10 * 2e-5)
@@ -107,8 +107,8 @@ def test_nulls_stay_float32_when_the_unet_runs_in_bfloat16():
     cond = encode_prompt(model, PROMPT)
     pivots = 0.5 * torch.randn(2, 1, 4, 2, 8, 8)
     null = initial_null(encode_prompt(model, ""), 2, "per-frame")
-    cfg = NullTextConfig(inner_steps=1, early_stop=0.0)
-    (result,) = optimise_nulls(model.unet, schedule, pivots, cond, cfg, null=null)
+    cfg = NullTextSettings(inner_steps=1, early_stop=0.0)
+    (result,) = optimise_nulls(model.unet, schedule, pivots, cond, cfg, CFG, null=null)
     assert result.null.dtype == torch.float32 and result.iterations == 1
     assert not torch.equal(result.null, null)  # it was optimised
     assert result.next_latent.dtype == torch.float32
@@ -133,7 +133,8 @@ def test_a_nan_loss_stops_with_a_numerical_error_after_the_good_steps():
                 schedule,
                 pivots,
                 cond,
-                NullTextConfig(inner_steps=2, early_stop=0.0, early_stop_slope=0.0),
+                NullTextSettings(inner_steps=2, early_stop=0.0, early_stop_slope=0.0),
+                CFG,
                 null=initial_null(empty, FRAMES, "shared"),
                 on_step=saved.append,
             )

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 from _helpers_media import make_video
+from _helpers_project import inversion_record, masks_record
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
 from videodirector_cli.errors import LockedError, ProjectError
 from videodirector_cli.project import lineage
 from videodirector_cli.project.atomic import TEMP_PREFIX, atomic_path, atomic_write_text
-from videodirector_cli.project.manifest import StageProgress, StageRecord, stage_state
+from videodirector_cli.project.manifest import SCHEMA_VERSION, StageProgress, stage_state
 from videodirector_cli.project.store import Project, find_project_root
 
 PYTHON = sys.executable
@@ -67,9 +68,9 @@ def test_manifest_round_trip(project_dir: Path) -> None:
     with project.writing("test"):
         manifest = project.manifest
         manifest.prompt = "a bear"
-        manifest.inversions["k"] = StageRecord(
+        manifest.inversions["k"] = inversion_record(
             status="running",
-            params={"steps": 50, "guidance": 7.5},
+            steps=50,
             inputs=lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
             progress=StageProgress(done=3, total=50),
             metrics={"loss": 0.25},
@@ -79,7 +80,7 @@ def test_manifest_round_trip(project_dir: Path) -> None:
     again = Project.open(project_dir).manifest
     assert again.model_dump() == project.manifest.model_dump()
     raw = json.loads((project_dir / "manifest.json").read_text())
-    assert raw["tool"] == "vdir" and raw["schema_version"] == 1 and raw["vdir_version"]
+    assert raw["tool"] == "vdir" and raw["schema_version"] == SCHEMA_VERSION and raw["vdir_version"]
     assert raw["frames"]["versions"]["vdir"] == raw["vdir_version"]
     assert raw["frames"]["started_at"] and raw["frames"]["finished_at"]
 
@@ -88,7 +89,7 @@ DAMAGE = {
     "not json": lambda text: text[: len(text) // 2],
     "wrong type": lambda text: text.replace('"status": "done"', '"status": 7', 1),
     "unknown field": lambda text: text.replace('"prompt":', '"prompto": 1, "prompt":', 1),
-    "newer schema": lambda text: text.replace('"schema_version": 1', '"schema_version": 99', 1),
+    "newer schema": lambda text: text.replace('"schema_version": 2', '"schema_version": 99', 1),
     "empty": lambda text: "",
 }
 
@@ -126,13 +127,18 @@ KILLED_WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from videodirector_cli.project.store import Project
-    from videodirector_cli.project.manifest import StageRecord
+    from videodirector_cli.project.manifest import EditRecord
+    from videodirector_cli.project.params import EditParams
+    from videodirector_cli.settings.edit import EditSettings
 
     project = Project.open(Path(sys.argv[1]))
     with project.writing("stress"):
         for i in range(1_000_000):
             project.manifest.prompt = "x" * (i % 5000)
-            project.manifest.edits[f"e{i % 50}"] = StageRecord(status="done", params={"i": i})
+            params = EditParams(
+                prompt=f"p{i}", source_prompt="s", inversion="k", settings=EditSettings()
+            )
+            project.manifest.edits[f"e{i % 50}"] = EditRecord(status="done", params=params)
             project.save()
             if i == 0:
                 print("writing", flush=True)
@@ -326,11 +332,8 @@ def test_staleness_follows_lineage(project_dir: Path) -> None:
     project = Project.open(project_dir)
     with project.writing("test"):
         manifest = project.manifest
-        manifest.masks = StageRecord(
-            status="done", inputs=lineage.inputs_for(manifest, ["frames"]), outputs={"masks": "m1"}
-        )
-        manifest.inversions["k"] = StageRecord(
-            status="done",
+        manifest.masks = masks_record(lineage.inputs_for(manifest, ["frames"])["frames"], "m1")
+        manifest.inversions["k"] = inversion_record(
             inputs=lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
             outputs={"inversion": "i1"},
         )

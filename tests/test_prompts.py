@@ -11,13 +11,13 @@ from videodirector_cli.diffusion.prompts import (
     encode_prompts,
     token_count,
 )
-from videodirector_cli.diffusion.tiny import build_tiny_model
 from videodirector_cli.errors import UsageError
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_tiny_model(seed=0)
+@pytest.fixture
+def model(tiny_model):
+    """The session's tiny model (conftest.py)."""
+    return tiny_model
 
 
 def test_token_count_excludes_start_and_end_markers(model):

@@ -1,8 +1,9 @@
 """benchmarks/quality.py: the table's shape, finite numbers, pass accounting, resuming.
 
 One test runs the whole runner in-process on the random ``tiny`` model (numbers meaningless,
-plumbing real); another runs ``python -m benchmarks.quality --quick`` on the shipped toy model as
-a user would (about a minute).
+plumbing real; the default suite's smoke of the benchmark); a slow one runs
+``python -m benchmarks.quality --quick`` on the shipped toy model as a user would (about a
+minute).
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ def check_report(report: dict, out: Path, clips: int) -> None:
     assert len(saved["clips"]) == clips
 
 
-def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch):
-    from _helpers_editing import tiny_model
-
-    monkeypatch.setattr(quality, "load", lambda config: tiny_model())
+def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch, tiny_model):
+    """The default suite's smoke of the benchmark: quality.run in-process, smallest settings."""
+    monkeypatch.setattr(quality, "load", lambda config: tiny_model)
     config = quality.Config(model="tiny", clips=1, steps=2, inner_steps=1, frames=4, sheets=1)
     lines: list[str] = []
     report = quality.run(config, tmp_path, log=lines.append)
@@ -109,6 +109,7 @@ def test_command_line_options():
         quality.parse_args(["--rows", "full,bogus"])
 
 
+@pytest.mark.slow
 def test_quick_run_on_the_toy_model(tmp_path):
     """The whole benchmark on the shipped toy model, as a user runs it (about a minute)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

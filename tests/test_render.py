@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers_media import CLIPS, decode_all, make_video, read_code
+from _helpers_project import edit_record, inversion_record, masks_record
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
 from videodirector_cli.media.frames import read_frames, read_rgb, write_mask, write_png
 from videodirector_cli.project import lineage
 from videodirector_cli.project.fingerprint import hash_files
-from videodirector_cli.project.manifest import StageRecord
 from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project
 
@@ -105,16 +105,15 @@ def add_edit(project_dir: Path, name: str, shade: int) -> None:
     with project.writing("test"):
         manifest = project.manifest
         if "k1" not in manifest.inversions:  # an edit is made from an inversion
-            manifest.inversions["k1"] = StageRecord(
-                status="done",
+            manifest.inversions["k1"] = inversion_record(
                 inputs=lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
                 outputs={"inversion": "inversion-hash"},
             )
             manifest.current_inversion = "k1"
-        manifest.edits[name] = StageRecord(
-            status="done",
+        manifest.edits[name] = edit_record(
             inputs=lineage.inputs_for(manifest, ["inversion:k1", "masks"]),
             outputs={"edit": hash_files([paths.edit_frame(name, i) for i in range(count)])},
+            inversion="k1",
         )
         project.save()
 
@@ -129,11 +128,8 @@ def add_masks(project_dir: Path) -> None:
         write_mask(paths.mask(index), mask)
     with project.writing("test"):
         manifest = project.manifest
-        manifest.masks = StageRecord(
-            status="done",
-            inputs=lineage.inputs_for(manifest, ["frames"]),
-            outputs={"masks": hash_files(paths.mask_files(count))},
-        )
+        frames = lineage.inputs_for(manifest, ["frames"])["frames"]
+        manifest.masks = masks_record(frames, hash_files(paths.mask_files(count)))
         project.save()
 
 
@@ -198,7 +194,7 @@ def test_changed_edit_files_are_refused_and_a_redone_edit_makes_the_render_stale
     frame = ProjectPaths(small_project).edit_frame("tiger", 2)
     frame.write_bytes(frame.read_bytes()[:-1] + b"\0")  # tampered by hand
     result = vdir("render", "-p", small_project, "tiger")
-    assert result.exit_code == 5 and "changed since" in result.stderr
+    assert result.exit_code == 5 and "changed after vdir edit" in result.stderr
     assert {p.name: p.read_bytes() for p in renders.iterdir()} == before
     assert (small_project / "manifest.json").read_bytes() == manifest_before
 
@@ -219,7 +215,10 @@ def test_stale_edit_is_not_rendered(small_project: Path) -> None:
         project.manifest.edits["tiger"].inputs["masks"] = "an older mask set"
         project.save()
     result = vdir("render", "-p", small_project, "tiger")
-    assert result.exit_code == 5 and "stale" in result.stderr
+    assert result.exit_code == 5 and "stale: its masks changed" in result.stderr
+    status = json.loads(vdir("status", "-p", small_project, "--json").stdout)
+    (edit,) = [row for row in status["stages"] if row["stage"] == "edit"]
+    assert edit["state"] == "stale" and edit["changed"] == ["masks"]  # what changed, as it says
     # by default it is skipped with a warning and the source is rendered instead
     result = vdir("render", "-p", small_project)
     assert result.exit_code == 0 and "skipping edit 'tiger'" in result.stderr

@@ -21,8 +21,10 @@ from videodirector_cli.masks import sam2_backend
 from videodirector_cli.masks.shapes import Box, Point
 from videodirector_cli.output import Output
 from videodirector_cli.project.fingerprint import hash_files
+from videodirector_cli.project.readers import read_project_masks
 from videodirector_cli.project.store import Project
-from videodirector_cli.stages.mask import MaskRequest, load_project_masks, run_mask
+from videodirector_cli.settings.mask import MaskRequest
+from videodirector_cli.stages.mask import run_mask
 
 TEST_IMAGE_SIZE = 64
 """SAM2 normally works at 1024 px; 64 keeps a 4-frame CPU run to about a second."""
@@ -98,15 +100,15 @@ def test_random_sam2_stage_writes_masks_and_manifest(tmp_path: Path, one_thread:
     reopened = Project.open(project.paths.root)
     record = reopened.manifest.masks
     assert record is not None and record.status == "done"
-    assert record.params["sam2"] == {
+    assert record.params.sam2 == {
         "weights": "random",
         "config": "configs/sam2.1/sam2.1_hiera_t.yaml",
         "image_size": TEST_IMAGE_SIZE,
     }
-    assert record.params["points"] == [[20.0, 32.0, 1]] and record.params["frame"] == 0
-    assert record.params["device"] == "cpu"
+    assert record.params.points == [(20.0, 32.0, 1)] and record.params.frame == 0
+    assert record.params.device == "cpu"
     assert record.outputs["masks"] == hash_files(project.paths.mask_files(4))
-    masks = load_project_masks(reopened)
+    masks = read_project_masks(reopened)
     assert masks is not None and masks.shape == (4, 64, 64)
     assert all(masks[i].any() for i in range(4)), "a mask on every frame"
     assert project.paths.mask_sheet.is_file() and project.paths.mask_overlay_video.is_file()

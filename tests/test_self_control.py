@@ -7,7 +7,6 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from videodirector_cli.diffusion.attention.controller import (
-    ControlSettings,
     EditController,
     edit_attention,
     layer_grid,
@@ -16,6 +15,7 @@ from videodirector_cli.diffusion.attention.controller import (
 from videodirector_cli.diffusion.attention.layers import attention_layers, layers_of
 from videodirector_cli.diffusion.attention.self_control import SelfControlProcessor
 from videodirector_cli.errors import UsageError
+from videodirector_cli.settings.edit import EditSettings
 
 FRAMES, HW, CHANNELS, HEADS = 2, (4, 4), 16, 2
 TOKENS = HW[0] * HW[1]
@@ -32,7 +32,7 @@ def hidden(seed: int = 1) -> torch.Tensor:
 
 
 def controller(step: int, steps: int = 10, masks=None, **settings) -> EditController:
-    control = EditController(ControlSettings(**settings), FRAMES, HW, masks=masks)
+    control = EditController(EditSettings(**settings), FRAMES, HW, masks=masks)
     control.set_step(step, steps)
     return control
 
@@ -158,7 +158,7 @@ def test_sa2_without_mask_and_equal_rows_is_plain_attention(attn):
 
 def test_phases_follow_the_step_told_by_the_loop():
     control = EditController(
-        ControlSettings(tau_s=0.4, tau_c=0.8), FRAMES, HW, reweight=torch.ones(77)
+        EditSettings(tau_s=0.4, tau_c=0.8), FRAMES, HW, reweight=torch.ones(77)
     )
     phases = []
     for step in range(50):
@@ -167,7 +167,7 @@ def test_phases_follow_the_step_told_by_the_loop():
     assert [p[0] for p in phases] == [True] * 20 + [False] * 30
     assert [p[1] for p in phases] == [False] * 20 + [True] * 30
     assert [p[2] for p in phases] == [True] * 40 + [False] * 10
-    off = EditController(ControlSettings(sa1=False, sa2=False, cross=False), FRAMES, HW)
+    off = EditController(EditSettings(sa1=False, sa2=False, cross=False), FRAMES, HW)
     off.set_step(0, 50)
     assert not (off.sa1_active or off.sa2_active or off.cross_active)
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from _helpers_media import make_video
+from _helpers_project import edit_record, inversion_record, masks_record, render_record
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
 from videodirector_cli.project import lineage
 from videodirector_cli.project.lock import ProjectLock
-from videodirector_cli.project.manifest import NO_MASK, StageProgress, StageRecord
+from videodirector_cli.project.manifest import NO_MASK, StageProgress
 from videodirector_cli.project.store import Project
 
 
@@ -49,10 +50,6 @@ def edit_project(folder: Path, change) -> None:
         project.save()
 
 
-def done(inputs: dict[str, str], outputs: dict[str, str] | None = None) -> StageRecord:
-    return StageRecord(status="done", inputs=inputs, outputs=outputs or {})
-
-
 def test_after_init(project_dir: Path) -> None:
     report = status_json(project_dir)
     assert states(report) == {"frames": "done", "masks": "missing"}
@@ -63,7 +60,7 @@ def test_after_init(project_dir: Path) -> None:
 
 def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
     def add_inversion(manifest):
-        manifest.inversions["k1"] = done(
+        manifest.inversions["k1"] = inversion_record(
             lineage.inputs_for(manifest, ["frames", "masks", "prompt"]), {"inversion": "inv-1"}
         )
         manifest.current_inversion = "k1"
@@ -72,7 +69,7 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
     assert status_json(project_dir)["next"] == 'vdir edit "TARGET PROMPT"'
 
     def add_edit(manifest):
-        manifest.edits["tiger"] = done(
+        manifest.edits["tiger"] = edit_record(
             lineage.inputs_for(manifest, ["inversion:k1", "masks"]), {"edit": "edit-1"}
         )
 
@@ -80,7 +77,9 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
     assert status_json(project_dir)["next"] == "vdir render tiger"
 
     def add_render(manifest):
-        manifest.renders["tiger"] = done(lineage.inputs_for(manifest, ["frames", "edit:tiger"]))
+        manifest.renders["tiger"] = render_record(
+            lineage.inputs_for(manifest, ["frames", "edit:tiger"])
+        )
 
     edit_project(project_dir, add_render)
     report = status_json(project_dir)
@@ -98,7 +97,7 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
     assert report["next"] == "vdir edit" and "tiger" in report["reason"]
 
     def redo_edit(manifest):
-        manifest.edits["tiger"] = done(
+        manifest.edits["tiger"] = edit_record(
             lineage.inputs_for(manifest, ["inversion:k1", "masks"]), {"edit": "edit-2"}
         )
 
@@ -111,11 +110,11 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
 
 def test_masks_used_or_not(project_dir: Path) -> None:
     def setup(manifest):
-        manifest.inversions["nomask"] = done(
+        manifest.inversions["nomask"] = inversion_record(
             lineage.inputs_for(manifest, ["frames", "masks"], use_masks=False), {"inversion": "a"}
         )
-        manifest.masks = done({"frames": manifest.frames.outputs["frames"]}, {"masks": "m1"})
-        manifest.inversions["masked"] = done(
+        manifest.masks = masks_record(manifest.frames.outputs["frames"], "m1")
+        manifest.inversions["masked"] = inversion_record(
             lineage.inputs_for(manifest, ["frames", "masks"]), {"inversion": "b"}
         )
 
@@ -133,7 +132,7 @@ def test_masks_used_or_not(project_dir: Path) -> None:
 
 def test_running_interrupted_and_progress(project_dir: Path) -> None:
     def start_inversion(manifest):
-        manifest.inversions["k1"] = StageRecord(
+        manifest.inversions["k1"] = inversion_record(
             status="running",
             inputs=lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
             progress=StageProgress(done=23, total=50),

@@ -14,8 +14,9 @@ from videodirector_cli.diffusion.inversion import ddim_invert
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.prompts import encode_prompt
 from videodirector_cli.diffusion.schedule import Schedule
-from videodirector_cli.diffusion.stdg import STDG, STDGConfig, layer_size
+from videodirector_cli.diffusion.stdg import STDG, coefficients, layer_size
 from videodirector_cli.diffusion.unet_call import predict_noise
+from videodirector_cli.settings.invert import STDGSettings
 
 STEPS, CFG = 5, 7.5
 
@@ -40,7 +41,7 @@ def setup():
 def _stdg(counter=None, masks=True, **coefficients):
     model = tiny_model()
     mask = torch.from_numpy(ball_masks()) if masks else None
-    return STDG(model.unet, STDGConfig(**coefficients), mask, (8, 8), counter)
+    return STDG(model.unet, STDGSettings(**coefficients), mask, (8, 8), counter)
 
 
 def test_a_guided_ddim_step_lowers_the_guidance_loss_at_the_next_timestep():
@@ -119,11 +120,11 @@ def test_at_the_pivot_the_guidance_is_zero_without_any_pass():
 
 
 def test_without_a_mask_the_background_terms_vanish_and_background_target_swaps():
-    config = STDGConfig()
-    assert config.coefficients(True) == {"eta_f": 0.5, "eta_b": 0.5, "zeta_f": 0.0, "zeta_b": 0.5}
-    assert config.coefficients(False) == {"eta_f": 0.5, "eta_b": 0.0, "zeta_f": 0.0, "zeta_b": 0.0}
-    background = STDGConfig(target="background", eta_b=0.8)
-    assert background.coefficients(True) == {
+    config = STDGSettings()
+    assert coefficients(config, True) == {"eta_f": 0.5, "eta_b": 0.5, "zeta_f": 0.0, "zeta_b": 0.5}
+    assert coefficients(config, False) == {"eta_f": 0.5, "eta_b": 0.0, "zeta_f": 0.0, "zeta_b": 0.0}
+    background = STDGSettings(target="background", eta_b=0.8)
+    assert coefficients(background, True) == {
         "eta_f": 0.8,
         "eta_b": 0.5,
         "zeta_f": 0.5,

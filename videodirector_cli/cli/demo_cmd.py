@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from videodirector_cli.cli.app import handles_errors
-from videodirector_cli.cli.options import DeviceOpt, JsonOpt, QuietOpt, make_output
+from videodirector_cli.cli.options import (
+    DEFAULT_DEVICE,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    make_output,
+    setting,
+)
+from videodirector_cli.settings.demo import DemoRequest
 
 
 @handles_errors
@@ -21,17 +29,9 @@ def demo(
             "folder resumes, or finds everything up to date.",
         ),
     ] = Path("vdir-demo"),
-    steps: Annotated[
-        int,
-        typer.Option("--steps", help="DDIM steps (the paper uses 50; 15 keeps the demo short)."),
-    ] = 15,
-    inner_steps: Annotated[
-        int,
-        typer.Option(
-            "--inner-steps", help="Null-text optimisation updates per step (the paper: 10)."
-        ),
-    ] = 3,
-    device: DeviceOpt = "auto",
+    steps: int = setting(DemoRequest, "steps"),
+    inner_steps: int = setting(DemoRequest, "inner_steps"),
+    device: DeviceOpt = DEFAULT_DEVICE,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -41,13 +41,12 @@ def demo(
     coloured shapes moving on simple backgrounds. It shows the pipeline; real videos need the
     real AnimateDiff weights (see docs/models.md).
     """
-    from videodirector_cli.stages.demo import DemoRequest, run_demo, summary
+    from videodirector_cli.stages.demo import run_demo
 
     output = make_output(json_output, quiet)
-    result = run_demo(
-        DemoRequest(folder=folder, steps=steps, inner_steps=inner_steps, device=device), output
-    )
-    output.result(result, summary(result))
+    request = DemoRequest(steps=steps, inner_steps=inner_steps, device=device)
+    outcome = run_demo(folder, request, output)
+    output.result(outcome.data, outcome.human)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,13 +1,44 @@
-"""Option aliases shared by several commands, defined once."""
+"""Option aliases shared by several commands, defined once, and ``setting``: an option whose
+default and help are a settings model's field (videodirector_cli/settings/)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from videodirector_cli.output import Output
+from videodirector_cli.settings.base import field_default, field_help, option_name
+from videodirector_cli.settings.model import ModelChoice
+
+_FIELD = object()
+
+
+def setting(
+    model: type[BaseModel],
+    name: str,
+    *flags: str,
+    default: Any = _FIELD,
+    argument: bool = False,
+    **options: Any,
+) -> Any:
+    """A typer option (or argument) for ``model``'s field ``name``: its default and help text
+    come from the field. ``flags`` default to the field's option name; ``default`` overrides the
+    field's where the command line spells it otherwise (a comma list, None for 'not given', the
+    off state of a --no-X flag)."""
+    if default is not _FIELD:
+        value = default
+    elif model.model_fields[name].is_required():
+        value = ...
+    else:
+        value = field_default(model, name)
+    help_text = field_help(model, name)
+    if argument:
+        return typer.Argument(value, help=help_text, **options)
+    return typer.Option(value, *(flags or (option_name(model, name),)), help=help_text, **options)
+
 
 ProjectOpt = Annotated[
     Path | None,
@@ -24,51 +55,22 @@ JsonOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        envvar="VDIR_MODEL",
-        help="Base model: a hub id, a local diffusers folder, a single .safetensors/.ckpt "
-        "SD1.5 checkpoint, or a built-in name ('toy', 'tiny'). Default: Realistic Vision V6.0 B1.",
-        show_default=False,
-    ),
-]
+
+def _model_option(name: str, envvar: str, **options: Any) -> Any:
+    return typer.Option(
+        option_name(ModelChoice, name), envvar=envvar, help=field_help(ModelChoice, name), **options
+    )
+
+
+ModelOpt = Annotated[str | None, _model_option("model", "VDIR_MODEL", show_default=False)]
 MotionAdapterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--motion-adapter",
-        envvar="VDIR_MOTION_ADAPTER",
-        help="AnimateDiff motion adapter: a hub id, a local folder, or an original "
-        "motion-module file such as v3_sd15_mm.ckpt. Default: AnimateDiff v3.",
-        show_default=False,
-    ),
+    str | None, _model_option("motion_adapter", "VDIR_MOTION_ADAPTER", show_default=False)
 ]
-VaeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--vae",
-        envvar="VDIR_VAE",
-        help="Optional VAE override: hub id, local folder or single file.",
-        show_default=False,
-    ),
-]
-DeviceOpt = Annotated[
-    str,
-    typer.Option(
-        "--device",
-        envvar="VDIR_DEVICE",
-        help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu.",
-    ),
-]
-DtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        envvar="VDIR_DTYPE",
-        help="auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), bf16, fp16 or fp32.",
-    ),
-]
+VaeOpt = Annotated[str | None, _model_option("vae", "VDIR_VAE", show_default=False)]
+DeviceOpt = Annotated[str, _model_option("device", "VDIR_DEVICE")]
+DtypeOpt = Annotated[str, _model_option("dtype", "VDIR_DTYPE")]
+DEFAULT_DEVICE = field_default(ModelChoice, "device")
+DEFAULT_DTYPE = field_default(ModelChoice, "dtype")
 
 
 def make_output(json_mode: bool, quiet: bool) -> Output:
@@ -77,3 +79,13 @@ def make_output(json_mode: bool, quiet: bool) -> Output:
     if quiet:
         return Output(mode="quiet")
     return Output(mode="human")
+
+
+def run_stage(stage: Any, project: Path | None, request: Any, output: Output) -> None:
+    """Check the request (a wrong option is reported before a missing project), find the
+    project, run the stage, print its outcome."""
+    from videodirector_cli.project.store import Project
+
+    request.check()
+    outcome = stage(Project.find(project), request, output)
+    output.result(outcome.data, outcome.human)

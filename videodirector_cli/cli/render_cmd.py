@@ -3,60 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from videodirector_cli.cli.app import handles_errors
-from videodirector_cli.cli.options import JsonOpt, ProjectOpt, QuietOpt, make_output
+from videodirector_cli.cli.options import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    make_output,
+    run_stage,
+    setting,
+)
+from videodirector_cli.settings.render import RenderRequest
 
 
 @handles_errors
 def render(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="NAME",
-            help="What to render: 'source' (the project's frames) or the name of an edit. "
-            "Default: every up-to-date edit, or the source when there is none.",
-            show_default=False,
-        ),
-    ] = None,
-    compare: Annotated[
-        bool,
-        typer.Option(
-            "--compare",
-            help="Also write NAME_compare.mp4: source | mask overlay (when the project has "
-            "masks) | edit, side by side, with its contact sheet.",
-        ),
-    ] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write the video here instead of renders/ (one NAME only; with --compare, the "
-            "comparison). The contact sheet goes beside it as .png.",
-            show_default=False,
-        ),
-    ] = None,
-    crf: Annotated[
-        int,
-        typer.Option("--crf", help="H.264 quality: 0 lossless .. 51 worst; 18 looks lossless."),
-    ] = 18,
+    names: list[str] | None = setting(
+        RenderRequest, "names", argument=True, default=None, metavar="NAME", show_default=False
+    ),
+    compare: bool = setting(RenderRequest, "compare"),
+    out: Path | None = setting(RenderRequest, "out", "--out", "-o", show_default=False),
+    crf: int = setting(RenderRequest, "crf"),
     project: ProjectOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Encode H.264 mp4s (at the source fps / stride) and PNG contact sheets into renders/."""
-    from videodirector_cli.project.store import Project
-    from videodirector_cli.stages.render import RenderRequest, run_render
+    from videodirector_cli.stages.render import run_render
 
     output = make_output(json_output, quiet)
-    request = RenderRequest(names=list(names or []), compare=compare, out=out, crf=crf)
-    request.check()
-    outcome = run_render(Project.find(project), request, output)
-    output.result(outcome.data, outcome.human)
+    request = RenderRequest(names=tuple(names or ()), compare=compare, out=out, crf=crf)
+    run_stage(run_render, project, request, output)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ Per step, ONE batched UNet call over four rows (see attention/controller.py):
      stored latent + optimised null, stored latent + source prompt]
 
 The reconstruction rows are not denoised here: they read the latent the inversion's optimised
-trajectory had at this step (``StoredInversion.latents[i]``). They exist for the attention
+trajectory had at this step (``StoredInversion.trajectory[i].latent``). They exist for the attention
 features the controls read: SA-I and cross-attention read the conditional reconstruction row,
 SA-II reads both (the edit's unconditional row attends to the unconditional reconstruction row,
 as in the reference), so all four rows are needed.
@@ -20,65 +20,65 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from videodirector_cli.diffusion.attention.controller import ControlSettings, EditController
+from videodirector_cli.diffusion.attention.controller import EditController
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.errors import StaleError, UsageError
 
 if TYPE_CHECKING:
     import torch
 
+    from videodirector_cli.diffusion.attention.seq_align import TokenMapping
     from videodirector_cli.diffusion.components import DiffusionModel
-    from videodirector_cli.stages.inversion_files import StoredInversion
+    from videodirector_cli.diffusion.trajectory import StoredInversion
+    from videodirector_cli.settings.edit import EditSettings
 
 StepCallback = Callable[[int, "torch.Tensor"], None]
 
 
-@dataclass
-class EditSettings:
-    """Everything that shapes an edit besides the prompts and the inversion."""
+@dataclass(frozen=True)
+class EditPlan:
+    """An edit worked out against the model's tokenizer, once, before any UNet call."""
 
-    control: ControlSettings = field(default_factory=ControlSettings)
-    mode: str = "auto"
-    """Cross-attention mapping: 'auto', 'replace' (word swap) or 'refine'."""
-    reweight: dict[str, float] = field(default_factory=dict)
-    """Edit-prompt word -> attention scale, applied with the cross-attention control."""
-    guidance_scale: float = 7.5
+    source_prompt: str
+    edit_prompt: str
+    settings: EditSettings
+    guidance_scale: float
     """Must be the inversion's: the stored nulls were optimised for it."""
-    blend: bool = False
-    """Keep the reconstruction's latents outside the (dilated) mask after every step."""
-    blend_dilate: int = 0
-    """Dilation of the blend mask, in latent cells."""
+    mapping: TokenMapping
+    """Source-to-edit token mapping of the cross-attention maps (settings.mode)."""
+    reweight: torch.Tensor | None
+    """(L,) attention scale per edit-prompt token, or None without --reweight."""
+    blend_dilate: int
+    """Dilation of the --blend mask in latent cells (0 without --blend)."""
 
 
-def build_controller(
+def plan_edit(
     model: DiffusionModel,
     source_prompt: str,
     edit_prompt: str,
     settings: EditSettings,
-    frames: int,
-    latent_hw: tuple[int, int],
-    masks: torch.Tensor | None,
-) -> EditController:
-    """Token mapping and reweighting through the model's tokenizer, masks, settings."""
+    guidance_scale: float,
+) -> EditPlan:
+    """Prompt length, SA-II layers, token mapping and reweighting through the model's own
+    tokenizer and UNet; a UsageError names what does not fit."""
     from videodirector_cli.diffusion.attention import seq_align
+    from videodirector_cli.diffusion.attention.controller import parse_layer_spec
+    from videodirector_cli.diffusion.attention.layers import layers_of
+    from videodirector_cli.diffusion.prompts import check_prompt
 
-    settings.control.check()
+    settings.check()
+    check_prompt(model.tokenizer, edit_prompt, "the edit prompt")
+    parse_layer_spec(layers_of(model.unet, "spatial_self"), settings.sa2_layers)
     mapping = seq_align.token_mapping(model.tokenizer, source_prompt, edit_prompt, settings.mode)
     reweight = None
     if settings.reweight:
         target = seq_align.tokenize_prompt(model.tokenizer, edit_prompt)
         reweight = seq_align.reweight_vector(target, settings.reweight)
-    return EditController(
-        settings=settings.control,
-        frames=frames,
-        latent_hw=latent_hw,
-        masks=masks,
-        mapping=mapping,
-        reweight=reweight,
-    )
+    dilate = dilation_cells(settings.blend_dilate, model.vae_scale_factor) if settings.blend else 0
+    return EditPlan(source_prompt, edit_prompt, settings, guidance_scale, mapping, reweight, dilate)
 
 
 def blend_mask(masks: torch.Tensor, latent_hw: tuple[int, int], dilate: int) -> torch.Tensor:
@@ -102,15 +102,6 @@ def dilation_cells(pixels: int, vae_factor: int) -> int:
     return math.ceil(max(0, pixels) / vae_factor)
 
 
-def _reconstruction_after(stored: StoredInversion, index: int) -> torch.Tensor:
-    """The stored trajectory's latent after step ``index``."""
-    if stored.next_latents:
-        return stored.next_latents[index]
-    if index + 1 < stored.steps:
-        return stored.latents[index + 1]
-    raise ValueError("the stored inversion lacks the final reconstructed latent")
-
-
 @dataclass
 class EditRun:
     latents: torch.Tensor
@@ -122,12 +113,10 @@ class EditRun:
 def run_edit_path(
     model: DiffusionModel,
     stored: StoredInversion,
-    edit_prompt: str,
-    settings: EditSettings,
+    plan: EditPlan,
     masks: torch.Tensor | None = None,
     counter: PassCounter | None = None,
     callback: StepCallback | None = None,
-    source_prompt: str | None = None,
 ) -> EditRun:
     """The editing loop. ``masks``: (F, H, W) bool foreground at frame (or any) resolution."""
     import torch
@@ -138,9 +127,6 @@ def run_edit_path(
     from videodirector_cli.diffusion.schedule import Schedule
     from videodirector_cli.diffusion.unet_call import batch_embeddings, predict_noise
 
-    source_prompt = source_prompt if source_prompt is not None else stored.params.get("prompt")
-    if not source_prompt:
-        raise StaleError("the inversion does not record its source prompt", hint="invert again")
     schedule = Schedule.from_scheduler(model.scheduler, stored.steps)
     if list(schedule.timesteps) != [int(t) for t in stored.timesteps]:
         raise StaleError(
@@ -148,26 +134,33 @@ def run_edit_path(
             hint="edit with the model and scheduler the inversion used, or invert again",
         )
     device = model.device
-    start = stored.latents[0].to(device=device, dtype=torch.float32)
+    start = stored.trajectory[0].latent.to(device=device, dtype=torch.float32)
     frames, latent_hw = start.shape[2], (start.shape[3], start.shape[4])
     if masks is not None and masks.shape[0] != frames:
         raise UsageError(f"{masks.shape[0]} mask frames for a {frames}-frame inversion")
-    if settings.blend and masks is None:
+    if plan.settings.blend and masks is None:
         raise UsageError("--blend needs a mask", hint="run vdir mask first, or drop --blend")
-    controller = build_controller(
-        model, source_prompt, edit_prompt, settings, frames, latent_hw, masks
+    controller = EditController(
+        settings=plan.settings,
+        frames=frames,
+        latent_hw=latent_hw,
+        masks=masks,
+        mapping=plan.mapping,
+        reweight=plan.reweight,
     )
-    source_emb, edit_emb = encode_prompts(model, [source_prompt, edit_prompt]).to(torch.float32)
+    prompts = [plan.source_prompt, plan.edit_prompt]
+    source_emb, edit_emb = encode_prompts(model, prompts).to(torch.float32)
     keep = None
-    if settings.blend and masks is not None:
-        keep = blend_mask(masks, latent_hw, settings.blend_dilate).to(device)
+    if plan.settings.blend and masks is not None:
+        keep = blend_mask(masks, latent_hw, plan.blend_dilate).to(device)
     latent = start
     steps = stored.steps
     with torch.no_grad(), edit_attention(model.unet, controller):
         for index in range(steps):
             controller.set_step(index, steps)
-            reconstruction = stored.latents[index].to(device=device, dtype=torch.float32)
-            null = stored.nulls[index].to(device=device, dtype=torch.float32)
+            step = stored.trajectory[index]
+            reconstruction = step.latent.to(device=device, dtype=torch.float32)
+            null = step.null.to(device=device, dtype=torch.float32)
             sample = torch.cat([latent, latent, reconstruction, reconstruction])
             context = batch_embeddings([null, edit_emb[None], null, source_emb[None]], frames)
             eps = predict_noise(
@@ -179,15 +172,15 @@ def run_edit_path(
                 purpose="edit",
             )
             assert eps is not None  # a full forward always returns eps
-            guidance = stored.guidance[index]
+            guidance = step.guidance
             guided = apply_guidance(
-                classifier_free(eps[0:1], eps[1:2], settings.guidance_scale),
+                classifier_free(eps[0:1], eps[1:2], plan.guidance_scale),
                 None if guidance is None else guidance.to(device),
                 schedule.noise_scale(index),
             )
             latent = schedule.denoise_step(latent, guided, index)
             if keep is not None:
-                target = _reconstruction_after(stored, index).to(device, torch.float32)
+                target = step.next_latent.to(device, torch.float32)
                 latent = keep * latent + (1 - keep) * target
             if not bool(torch.isfinite(latent).all()):
                 from videodirector_cli.errors import NumericalError

@@ -19,12 +19,12 @@ exactly as an uninterrupted one (every input of step i + 1 is stored in float32 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule
+from videodirector_cli.diffusion.trajectory import TrajectoryStep
 from videodirector_cli.diffusion.unet_call import predict_noise
 from videodirector_cli.errors import NumericalError
 
@@ -32,50 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from videodirector_cli.diffusion.stdg import STDG
-
-NullMode = Literal["per-frame", "shared"]
-
-
-@dataclass(frozen=True)
-class NullTextConfig:
-    guidance_scale: float = 7.5
-    """Classifier-free guidance weight w: eps = eps_u + w (eps_c - eps_u)."""
-    null_mode: NullMode = "per-frame"
-    """One null embedding per frame (F, L, D), or one shared by all frames (1, L, D)."""
-    inner_steps: int = 10
-    """Most Adam updates per denoising step."""
-    learning_rate: float = 1e-2
-    """Adam's learning rate at the first step; it decays linearly to half at the last."""
-    early_stop: float = 1e-5
-    """Stop a step's updates once the latent MSE is below early_stop + i * early_stop_slope."""
-    early_stop_slope: float = 2e-5
-
-    def lr_at(self, step: int, steps: int) -> float:
-        return self.learning_rate * (1.0 - step / (2.0 * steps))
-
-    def threshold_at(self, step: int) -> float:
-        return self.early_stop + step * self.early_stop_slope
-
-    def as_params(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass
-class OptimisedStep:
-    step: int
-    timestep: int
-    null: torch.Tensor
-    """The optimised null used for this step, float32, (F, L, D) or (1, L, D)."""
-    latent: torch.Tensor
-    """z_t, where the step starts."""
-    next_latent: torch.Tensor
-    """z_{t_prev}, the step's result with the optimised null."""
-    guidance: torch.Tensor | None
-    loss: float
-    """MSE(next_latent, pivot z*_{t_prev})."""
-    iterations: int
-    """Adam updates used."""
-    guidance_loss: float = 0.0
+    from videodirector_cli.settings.invert import NullMode, NullTextSettings
 
 
 def initial_null(empty: torch.Tensor, frames: int, mode: NullMode) -> torch.Tensor:
@@ -93,15 +50,16 @@ def optimise_nulls(
     schedule: Schedule,
     pivots: torch.Tensor,
     cond: torch.Tensor,
-    config: NullTextConfig,
+    config: NullTextSettings,
+    guidance_scale: float,
     *,
     null: torch.Tensor,
     latent: torch.Tensor | None = None,
     start_step: int = 0,
     stdg: STDG | None = None,
     counter: PassCounter | None = None,
-    on_step: Callable[[OptimisedStep], None] | None = None,
-) -> list[OptimisedStep]:
+    on_step: Callable[[TrajectoryStep], None] | None = None,
+) -> list[TrajectoryStep]:
     """Run steps ``start_step``.. of the optimisation; ``null`` and ``latent`` are what step
     ``start_step`` starts from (the initial null and z*_T for a fresh run)."""
     import torch
@@ -136,7 +94,7 @@ def optimise_nulls(
                     unet, current, timestep, null, counter=counter, purpose="null-text"
                 )
                 eps = apply_guidance(
-                    classifier_free(eps_uncond, eps_cond, config.guidance_scale),
+                    classifier_free(eps_uncond, eps_cond, guidance_scale),
                     guidance,
                     noise_scale,
                 )
@@ -154,7 +112,7 @@ def optimise_nulls(
             updates += 1
         next_latent = next_latent.detach()
         _check_finite(next_latent, "latent", index, timestep)
-        result = OptimisedStep(
+        result = TrajectoryStep(
             step=index,
             timestep=timestep,
             null=null.detach().clone(),

@@ -8,6 +8,10 @@ early, after the blocks a loss needs, counts as the fraction of the UNet it ran.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMISATION_PURPOSES = ("conditional", "null-text", "stdg", "stdg-reference")
+"""The passes of a null-text optimisation step (not DDIM inversion, not the report)."""
 
 
 @dataclass
@@ -37,3 +41,11 @@ class PassCounter:
             "forward_equivalents": round(self.forward_equivalents, 3),
             "by_purpose": {k: round(v, 3) for k, v in sorted(self.by_purpose.items())},
         }
+
+    def inversion_report(self, steps_run: int) -> dict[str, Any]:
+        """``as_dict`` plus the optimisation's forward-equivalents per step it ran."""
+        data: dict[str, Any] = self.as_dict()
+        optimisation = sum(self.by_purpose.get(p, 0.0) for p in OPTIMISATION_PURPOSES)
+        data["optimisation_per_step"] = round(optimisation / steps_run, 3) if steps_run else None
+        data["steps_run"] = steps_run
+        return data

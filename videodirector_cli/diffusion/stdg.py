@@ -25,59 +25,47 @@ foreground when at least half of the frame pixels it covers are.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from videodirector_cli.diffusion.attention.capture import FeatureRecorder, capture_processors
 from videodirector_cli.diffusion.attention.layers import layers_of
 from videodirector_cli.diffusion.attention.swap import swapped_processors
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.unet_call import run_until
+from videodirector_cli.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
 
-Target = Literal["foreground", "background"]
+    from videodirector_cli.settings.invert import STDGSettings
 
 
-@dataclass(frozen=True)
-class STDGConfig:
-    blocks: tuple[str, ...] = ("up_blocks.1", "up_blocks.2")
-    """UNet blocks whose temporal probabilities and self-attention keys are compared."""
-    block_weights: tuple[float, ...] = (20000.0, 10000.0)
-    """One weight per block (the reference's effective 20000 / 10000)."""
-    eta_f: float = 0.5
-    """Motion (temporal attention) guidance inside the mask."""
-    eta_b: float = 0.5
-    """Motion guidance outside the mask."""
-    zeta_f: float = 0.0
-    """Appearance (self-attention key) guidance inside the mask."""
-    zeta_b: float = 0.5
-    """Appearance guidance outside the mask."""
-    target: Target = "foreground"
-    """What the edit changes; 'background' swaps the foreground and background coefficients."""
-    top_k: int = 1
-    """Entries of each reference temporal-attention row that are compared."""
+TOP_K = 1
+"""Entries of each reference temporal-attention row that are compared (the reference's 1)."""
 
-    def __post_init__(self) -> None:
-        if len(self.block_weights) != len(self.blocks):
-            raise ValueError(f"{len(self.block_weights)} weights for {len(self.blocks)} blocks")
 
-    def coefficients(self, has_mask: bool) -> dict[str, float]:
-        """eta_f, eta_b, zeta_f, zeta_b as applied: swapped for background edits; without a
-        mask the whole frame is foreground and the background terms vanish."""
-        eta_f, eta_b, zeta_f, zeta_b = self.eta_f, self.eta_b, self.zeta_f, self.zeta_b
-        if self.target == "background":
-            eta_f, eta_b, zeta_f, zeta_b = eta_b, eta_f, zeta_b, zeta_f
-        if not has_mask:
-            eta_b = zeta_b = 0.0
-        return {"eta_f": eta_f, "eta_b": eta_b, "zeta_f": zeta_f, "zeta_b": zeta_b}
+def coefficients(settings: STDGSettings, has_mask: bool) -> dict[str, float]:
+    """eta_f, eta_b, zeta_f, zeta_b as applied: swapped for background edits; without a mask
+    the whole frame is foreground and the background terms vanish."""
+    eta_f, eta_b = settings.eta_f, settings.eta_b
+    zeta_f, zeta_b = settings.zeta_f, settings.zeta_b
+    if settings.target == "background":
+        eta_f, eta_b, zeta_f, zeta_b = eta_b, eta_f, zeta_b, zeta_f
+    if not has_mask:
+        eta_b = zeta_b = 0.0
+    return {"eta_f": eta_f, "eta_b": eta_b, "zeta_f": zeta_f, "zeta_b": zeta_b}
 
-    def as_params(self) -> dict[str, object]:
-        data = asdict(self)
-        data["blocks"] = list(self.blocks)
-        data["block_weights"] = list(self.block_weights)
-        return data
+
+def check_blocks(unet, blocks: tuple[str, ...]) -> None:
+    """--stdg-blocks must name blocks that hold motion modules in this UNet."""
+    have = sorted({layer.block for layer in layers_of(unet, "temporal")})
+    missing = [b for b in blocks if b not in have]
+    if missing:
+        raise UsageError(
+            f"--stdg-blocks: {', '.join(missing)} has no motion modules in this model",
+            hint=f"choose from {', '.join(have)}",
+        )
 
 
 @dataclass
@@ -92,23 +80,25 @@ class STDG:
     def __init__(
         self,
         unet,
-        config: STDGConfig,
+        settings: STDGSettings,
         masks: torch.Tensor | None,
         latent_size: tuple[int, ...],
         counter: PassCounter | None = None,
     ) -> None:
         """``masks``: (F, H, W) bool at frame resolution, or None (whole frame foreground)."""
         self.unet = unet
-        self.config = config
+        self.settings = settings
         self.masks = masks
         self.latent_size = latent_size
         self.counter = counter
-        self.coef = config.coefficients(masks is not None)
+        self.coef = coefficients(settings, masks is not None)
         self.uses_temporal = self.coef["eta_f"] != 0 or self.coef["eta_b"] != 0
         self.uses_keys = self.coef["zeta_f"] != 0 or self.coef["zeta_b"] != 0
-        self._temporal_layers = layers_of(unet, "temporal", config.blocks)
-        self._key_layers = layers_of(unet, "spatial_self", config.blocks)
-        missing = [b for b in config.blocks if not any(x.block == b for x in self._temporal_layers)]
+        self._temporal_layers = layers_of(unet, "temporal", settings.blocks)
+        self._key_layers = layers_of(unet, "spatial_self", settings.blocks)
+        missing = [
+            b for b in settings.blocks if not any(x.block == b for x in self._temporal_layers)
+        ]
         if missing:
             raise ValueError(f"no motion modules in {', '.join(missing)}")
         self.last_fraction = 1.0
@@ -134,7 +124,7 @@ class STDG:
         """Run the UNet up to the last layer the loss reads; keep the recorded features."""
         recorder = FeatureRecorder()
         processors = capture_processors(
-            self.unet, recorder, self.config.blocks, self.uses_temporal, self.uses_keys
+            self.unet, recorder, self.settings.blocks, self.uses_temporal, self.uses_keys
         )
         with swapped_processors(self.unet, processors):
             self.last_fraction = run_until(
@@ -166,7 +156,7 @@ class STDG:
         any_feature = next(iter({**current.temporal, **current.keys}.values()))
         device = any_feature.device
         total = torch.zeros((), dtype=torch.float32, device=device)
-        for block, weight in zip(self.config.blocks, self.config.block_weights, strict=True):
+        for block, weight in zip(self.settings.blocks, self.settings.block_weights, strict=True):
             block_loss = torch.zeros((), dtype=torch.float32, device=device)
             if self.uses_temporal:
                 names = [x.name for x in self._temporal_layers if x.block == block]
@@ -188,7 +178,7 @@ class STDG:
         import torch
 
         pixels, heads, frames, _ = reference.shape
-        k = min(self.config.top_k, frames)
+        k = min(TOP_K, frames)
         index = reference.topk(k, dim=-1).indices
         diff = (current.float().gather(-1, index) - reference.float().gather(-1, index)) ** 2
         diff = diff.sum(dim=(1, 3))  # (pixels, query frames)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +53,33 @@ def build_tiny_tokenizer():
         return CLIPTokenizer.from_pretrained(folder, model_max_length=77, pad_token="<|endoftext|>")
 
 
-def build_tiny_model(
-    seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> DiffusionModel:
-    from diffusers import (
-        AutoencoderKL,
-        MotionAdapter,
-        UNet2DConditionModel,
-        UNetMotionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+TINY_CHANNELS = (32, 32, 64)
+TINY_LAYERS = 1
 
-    torch.manual_seed(seed)
-    channels = (32, 32, 64)
-    unet2d = UNet2DConditionModel(
-        block_out_channels=channels,
-        layers_per_block=1,
+
+@dataclass
+class TinyParts:
+    """The tiny model's components before the motion modules join the UNet: what the loader
+    tests save in every layout vdir loads (diffusers folders, single-file checkpoints)."""
+
+    unet2d: Any
+    adapter: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+
+    def motion_unet(self) -> Any:
+        from diffusers import UNetMotionModel
+
+        return UNetMotionModel.from_unet2d(self.unet2d, self.adapter).eval()
+
+
+def _unet2d() -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=TINY_CHANNELS,
+        layers_per_block=TINY_LAYERS,
         sample_size=16,
         in_channels=4,
         out_channels=4,
@@ -77,15 +89,25 @@ def build_tiny_model(
         attention_head_dim=8,
         norm_num_groups=4,
     )
-    adapter = MotionAdapter(
-        block_out_channels=channels,
-        motion_layers_per_block=1,
-        motion_norm_num_groups=4,
-        motion_num_attention_heads=2,
+
+
+def _adapter(original_layout: bool) -> Any:
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(
+        block_out_channels=TINY_CHANNELS,
+        motion_layers_per_block=TINY_LAYERS,
+        # AnimateDiff's original motion files: 32 groups and 8 heads (their shapes do not say)
+        motion_norm_num_groups=32 if original_layout else 4,
+        motion_num_attention_heads=8 if original_layout else 2,
         motion_max_seq_length=32,
     )
-    unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-    vae = AutoencoderKL(
+
+
+def _vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         block_out_channels=[16, 32],
         in_channels=3,
         out_channels=3,
@@ -95,8 +117,12 @@ def build_tiny_model(
         norm_num_groups=4,
         sample_size=32,
     )
-    tokenizer = build_tiny_tokenizer()
-    text_encoder = CLIPTextModel(
+
+
+def _text_encoder(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=0,
             eos_token_id=1,
@@ -110,6 +136,32 @@ def build_tiny_model(
             max_position_embeddings=77,
         )
     )
+
+
+def build_tiny_parts(seed: int = 1, original_motion_layout: bool = True) -> TinyParts:
+    """The one variant of the tiny model: its parts, unjoined, in eval mode. With
+    ``original_motion_layout`` the motion modules have the norm groups and heads of AnimateDiff's
+    original files, so they survive a round trip through that format."""
+    torch.manual_seed(seed)
+    unet2d, adapter, vae = _unet2d(), _adapter(original_motion_layout), _vae()
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = _text_encoder(tokenizer)
+    for module in (unet2d, adapter, vae, text_encoder):
+        module.eval()
+    return TinyParts(unet2d, adapter, vae, text_encoder, tokenizer)
+
+
+def build_tiny_model(
+    seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> DiffusionModel:
+    """The built-in ``tiny`` model (``--model tiny``): random weights from ``seed``."""
+    from diffusers import UNetMotionModel
+
+    torch.manual_seed(seed)  # the parts are drawn in this order: changing it changes the weights
+    unet = UNetMotionModel.from_unet2d(_unet2d(), _adapter(original_layout=False))
+    vae = _vae()
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = _text_encoder(tokenizer)
     scheduler = make_ddim_scheduler()
     device = torch.device(device)
     modules: tuple[Any, ...] = (unet, vae, text_encoder)

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,7 @@ def _precision(device: str) -> contextlib.AbstractContextManager[Any]:
 def segment_video(
     predictor: Any,
     frames: np.ndarray,
-    points: list[Point],
+    points: Sequence[Point],
     box: Box | None,
     frame: int,
     device: str,

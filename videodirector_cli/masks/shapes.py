@@ -9,31 +9,15 @@ pixel, so a W x H frame spans [0, W] x [0, H] and pixel (row i, column j) has it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from videodirector_cli.errors import UsageError
 from videodirector_cli.masks.ellipse import Ellipse, ellipse_mask
+from videodirector_cli.settings.mask import Box, Point
 
-
-@dataclass(frozen=True)
-class Point:
-    x: float
-    y: float
-    label: int = 1
-    """1: on the object; 0: not on the object (a negative click)."""
-
-
-@dataclass(frozen=True)
-class Box:
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    def as_list(self) -> list[float]:
-        return [self.x0, self.y0, self.x1, self.y1]
+__all__ = ["Box", "Point", "parse_box", "parse_point", "static_masks"]
 
 
 def _numbers(text: str, option: str, counts: tuple[int, ...], form: str) -> list[float]:
@@ -89,7 +73,7 @@ def parse_box(text: str) -> Box:
     return Box(x0, y0, x1, y1)
 
 
-def check_inside(points: list[Point], box: Box | None, width: int, height: int) -> None:
+def check_inside(points: Sequence[Point], box: Box | None, width: int, height: int) -> None:
     """Every prompt within [0, W] x [0, H] of the project's frames."""
     where = f"the frames are {width}x{height} pixels, so x must be in [0, {width}] and y in [0, {height}]"
     for point in points:

@@ -1,8 +1,10 @@
 """manifest.json: what each stage was asked to do, what it read, what it wrote.
 
-Plain pydantic data. A stage record keeps its params and the hashes of its inputs and outputs;
-'stale' means an input hash no longer matches what upstream now holds. 'interrupted' is a record
-left 'running' by a process that no longer holds the project lock (kill -9, power loss).
+Plain pydantic data. A stage record keeps its params (project/params.py: the stage's settings,
+typed) and the hashes of its inputs and outputs; 'stale' means an input hash no longer matches
+what upstream now holds. 'interrupted' is a record left 'running' by a process that no longer
+holds the project lock (kill -9, power loss). Schema 1 manifests (vdir 0.1) are upgraded when
+read (project/manifest_v1.py) and written back as schema 2 by the next command that writes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+from videodirector_cli.project.params import (
+    EditParams,
+    FramesParams,
+    InversionParams,
+    MaskParams,
+    RenderParams,
+)
+
+SCHEMA_VERSION = 2
 TOOL_MARK: Literal["vdir"] = "vdir"
 NO_MASK = "none"
 """Recorded as the "masks" input of a stage that used no mask: later masks do not make it stale."""
@@ -32,10 +42,11 @@ class StageProgress(BaseModel):
 
 
 class StageRecord(BaseModel):
+    """What every record holds; each section's record adds its typed ``params``."""
+
     model_config = ConfigDict(extra="forbid")
 
     status: RecordStatus
-    params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -44,6 +55,36 @@ class StageRecord(BaseModel):
     finished_at: datetime | None = None
     progress: StageProgress | None = None
     message: str | None = None
+
+
+class FramesRecord(StageRecord):
+    params: FramesParams
+
+
+class MaskRecord(StageRecord):
+    params: MaskParams
+
+
+class InversionRecord(StageRecord):
+    params: InversionParams
+
+
+class EditRecord(StageRecord):
+    params: EditParams
+
+
+class RenderRecord(StageRecord):
+    params: RenderParams
+
+
+RECORD_TYPES: dict[str, type[StageRecord]] = {
+    "frames": FramesRecord,
+    "masks": MaskRecord,
+    "inversions": InversionRecord,
+    "edits": EditRecord,
+    "renders": RenderRecord,
+}
+"""The record class of each manifest section."""
 
 
 class SourceInfo(BaseModel):
@@ -77,18 +118,18 @@ class Manifest(BaseModel):
     updated_at: datetime = Field(default_factory=utc_now)
     prompt: str | None = None
     source: SourceInfo | None = None
-    frames: StageRecord | None = None
-    masks: StageRecord | None = None
-    inversions: dict[str, StageRecord] = Field(default_factory=dict)
+    frames: FramesRecord | None = None
+    masks: MaskRecord | None = None
+    inversions: dict[str, InversionRecord] = Field(default_factory=dict)
     current_inversion: str | None = None
-    edits: dict[str, StageRecord] = Field(default_factory=dict)
-    renders: dict[str, StageRecord] = Field(default_factory=dict)
+    edits: dict[str, EditRecord] = Field(default_factory=dict)
+    renders: dict[str, RenderRecord] = Field(default_factory=dict)
 
     @property
     def frame_count(self) -> int:
         if self.frames is None or self.frames.status != "done":
             return 0
-        return int(self.frames.params.get("frames", 0))
+        return self.frames.params.frames
 
 
 def stage_state(
@@ -105,10 +146,16 @@ def stage_state(
         return "running" if locked else "interrupted"
     if record.status in ("interrupted", "failed"):
         return record.status
-    if current_inputs is not None:
-        for name, recorded in record.inputs.items():
-            if recorded == NO_MASK and name == "masks":
-                continue
-            if current_inputs.get(name) != recorded:
-                return "stale"
+    if current_inputs is not None and changed_inputs(record, current_inputs):
+        return "stale"
     return "done"
+
+
+def changed_inputs(record: StageRecord, current_inputs: dict[str, str]) -> list[str]:
+    """The inputs (lineage names: "frames", "masks", "inversion:KEY", ...) that changed since
+    the record was made: what makes it stale."""
+    return [
+        name
+        for name, recorded in record.inputs.items()
+        if not (recorded == NO_MASK and name == "masks") and current_inputs.get(name) != recorded
+    ]

@@ -14,15 +14,18 @@ from pydantic import ValidationError
 
 from videodirector_cli import __version__
 from videodirector_cli.errors import ProjectError, UsageError
+from videodirector_cli.project import manifest_v1
 from videodirector_cli.project.atomic import atomic_write_text
 from videodirector_cli.project.lock import ProjectLock, is_locked
 from videodirector_cli.project.manifest import (
+    RECORD_TYPES,
     SCHEMA_VERSION,
     Manifest,
     StageProgress,
     StageRecord,
     utc_now,
 )
+from videodirector_cli.project.params import Params
 from videodirector_cli.project.paths import MANIFEST_NAME, STATE_DIR_NAME, ProjectPaths
 
 PROJECT_ENV = "VDIR_PROJECT"
@@ -85,7 +88,14 @@ def read_manifest(path: Path) -> Manifest:
             hint="upgrade vdir",
         )
     try:
+        if isinstance(raw, dict) and raw.get("schema_version") == manifest_v1.VERSION:
+            raw = manifest_v1.upgrade(raw)
         return Manifest.model_validate(raw)
+    except (TypeError, AttributeError):  # schema-1 data of the wrong shape
+        raise ProjectError(
+            f"{path} is damaged (a schema 1 record of the wrong shape); vdir will not overwrite it",
+            hint="restore it from a backup or fix it by hand",
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "top level"
@@ -160,21 +170,24 @@ class Project:
     def stage(
         self,
         record_slot: tuple[str, str | None],
-        params: dict[str, Any],
+        params: Params,
         inputs: dict[str, str],
         total: int = 0,
     ) -> Iterator[StageRun]:
         """Record a stage as running, then done, failed or interrupted.
 
         ``record_slot`` is ("frames", None), ("masks", None), ("inversions", key),
-        ("edits", name) or ("renders", name). The body sets outputs and metrics on the run.
+        ("edits", name) or ("renders", name); ``params`` that section's params
+        (project/params.py). The body sets outputs and metrics on the run.
         """
-        record = StageRecord(
-            status="running",
-            params=params,
-            inputs=inputs,
-            versions=library_versions(),
-            progress=StageProgress(done=0, total=total) if total else None,
+        record = RECORD_TYPES[record_slot[0]].model_validate(
+            {
+                "status": "running",
+                "params": params,
+                "inputs": inputs,
+                "versions": library_versions(),
+                "progress": StageProgress(done=0, total=total) if total else None,
+            }
         )
         self._put(record_slot, record)
         self.save()

@@ -3,63 +3,25 @@
 init -> mask (the generator's exact mask) -> invert -> two edits (a colour word swap and a shape
 word swap) -> render --compare, all with the project's own small model. Each step is the real
 stage function, so a demo folder is an ordinary project and running the demo again resumes or
-finds everything up to date.
+finds everything up to date. The one stage module that imports the others: it is the pipeline.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from videodirector_cli.errors import UsageError
 from videodirector_cli.output import Output
+from videodirector_cli.settings.demo import DemoRequest
+from videodirector_cli.stages.outcome import StageOutcome
 
 TOY_CAVEAT = (
     "note: the toy model follows background and colour words (75 % and 42 % right on held-out "
     "prompts) but not shape or motion words (docs/toy-model.md): the colour edit shows the "
     "method at work, the shape edit shows the model's limits"
 )
-
-DEMO_SEED = 1_000_007
-"""A held-out seed (>= toy.world.HELDOUT_SEED_START): the model never saw this clip."""
-
-
-@dataclass
-class DemoRequest:
-    folder: Path = Path("vdir-demo")
-    # a combination whose colour edit the shipped toy model gets right (docs/cli.md)
-    colour: str = "red"
-    shape: str = "circle"
-    direction: str = "down"
-    background: str = "green"
-    new_colour: str = "white"
-    new_shape: str = "square"
-    steps: int = 15
-    """Fewer DDIM steps than the paper's 50 so that the demo fits in about 3 CPU minutes."""
-    inner_steps: int = 3
-    model: str = "toy"
-    device: str = "auto"
-    seed: int = DEMO_SEED
-
-    def check(self) -> None:
-        from videodirector_cli.toy import world
-
-        for value, options, what in (
-            (self.colour, world.COLOURS, "colour"),
-            (self.new_colour, world.COLOURS, "colour"),
-            (self.shape, world.SHAPES, "shape"),
-            (self.new_shape, world.SHAPES, "shape"),
-            (self.direction, world.DIRECTIONS, "direction"),
-            (self.background, world.BACKGROUNDS, "background"),
-        ):
-            if value not in options:
-                raise UsageError(f"unknown {what} {value!r}; choose from {', '.join(options)}")
-        if self.new_colour == self.colour or self.new_shape == self.shape:
-            raise UsageError("the edits must change the colour and the shape")
-        if self.steps < 2 or self.inner_steps < 0:
-            raise UsageError("--steps must be at least 2 and --inner-steps at least 0")
 
 
 def _write_sample(request: DemoRequest, sample_dir: Path, output: Output):
@@ -85,17 +47,23 @@ def _swap_word(caption: str, old: str, new: str) -> str:
     return " ".join(new if word == old else word for word in words)
 
 
-def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
+def run_demo(folder: Path, request: DemoRequest, output: Output) -> StageOutcome:
+    """Like init, the demo makes its project, so it takes the folder (made if missing)."""
     from videodirector_cli.project.store import Project, is_project_dir
-    from videodirector_cli.stages.edit import EditRequest, run_edit
-    from videodirector_cli.stages.init import InitRequest, init_project
-    from videodirector_cli.stages.invert import InvertRequest, run_invert
-    from videodirector_cli.stages.mask import MaskRequest, run_mask
-    from videodirector_cli.stages.render import RenderRequest, run_render
+    from videodirector_cli.settings.edit import EditRequest
+    from videodirector_cli.settings.init import InitRequest
+    from videodirector_cli.settings.invert import InvertRequest, InvertSettings, NullTextSettings
+    from videodirector_cli.settings.mask import MaskRequest
+    from videodirector_cli.settings.model import ModelChoice
+    from videodirector_cli.settings.render import RenderRequest
+    from videodirector_cli.stages.edit import run_edit
+    from videodirector_cli.stages.init import run_init
+    from videodirector_cli.stages.invert import run_invert
+    from videodirector_cli.stages.mask import run_mask
+    from videodirector_cli.stages.render import run_render
 
     request.check()
     started = time.perf_counter()
-    folder = request.folder
     project_dir = folder / "project"
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a folder")
@@ -105,6 +73,7 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
         )
     clip = _write_sample(request, folder / "sample", output)
     timings: dict[str, float] = {}
+    model = ModelChoice(model=request.model, device=request.device)
 
     def timed(stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -113,10 +82,10 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
 
     mark = time.perf_counter()
     if not is_project_dir(project_dir):
-        init_project(
+        run_init(
+            project_dir,
             InitRequest(
                 video=folder / "sample" / "clip.mp4",
-                folder=project_dir,
                 frames=clip.num_frames,
                 size=f"{clip.frames.shape[2]}x{clip.frames.shape[1]}",
                 prompt=clip.caption,
@@ -128,15 +97,11 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
     if project.manifest.masks is None or project.manifest.masks.status != "done":
         run_mask(project, MaskRequest(from_dir=folder / "sample" / "masks", ellipse=False), output)
     mark = timed("mask", mark)
+    settings = InvertSettings(
+        steps=request.steps, null_text=NullTextSettings(inner_steps=request.inner_steps)
+    )
     inversion = run_invert(
-        project_dir,
-        InvertRequest(
-            steps=request.steps,
-            inner_steps=request.inner_steps,
-            model=request.model,
-            device=request.device,
-        ),
-        output,
+        Project.open(project_dir), InvertRequest(settings=settings, model=model), output
     )
     mark = timed("invert", mark)
     edits = {
@@ -147,17 +112,17 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
         output.info(f"edit '{name}': {prompt}")
         run_edit(
             Project.open(project_dir),
-            EditRequest(prompt=prompt, name=name, model=request.model, device=request.device),
+            EditRequest(prompt=prompt, name=name, model=model),
             output,
         )
     mark = timed("edit", mark)
     rendered = run_render(
-        Project.open(project_dir), RenderRequest(names=list(edits), compare=True), output
+        Project.open(project_dir), RenderRequest(names=tuple(edits), compare=True), output
     )
     timed("render", mark)
     renders = project.paths.renders_dir
     videos = {name: str(renders / f"{name}_compare.mp4") for name in edits}
-    return {
+    result = {
         "folder": str(folder),
         "project": str(project_dir),
         "source_prompt": clip.caption,
@@ -170,6 +135,7 @@ def run_demo(request: DemoRequest, output: Output) -> dict[str, Any]:
         "render": rendered.data,
         "caveat": TOY_CAVEAT,
     }
+    return StageOutcome(result, summary(result))
 
 
 def summary(result: dict[str, Any]) -> str:

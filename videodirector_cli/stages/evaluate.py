@@ -22,26 +22,27 @@ Nothing is written: eval only reads the project.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from videodirector_cli import metrics
-from videodirector_cli.errors import MissingPrerequisiteError, StaleError, UsageError
-from videodirector_cli.media.frames import read_frames
+from videodirector_cli.errors import MissingPrerequisiteError, StaleError
 from videodirector_cli.output import Output
-from videodirector_cli.project import lineage
-from videodirector_cli.project.fingerprint import hash_files
-from videodirector_cli.project.manifest import stage_state
+from videodirector_cli.project.readers import (
+    read_edit_frames,
+    read_project_frames,
+    read_project_masks,
+)
 from videodirector_cli.project.store import Project
-
-if TYPE_CHECKING:
-    from videodirector_cli.project.manifest import StageRecord
-
-RECON_METRIC_KEYS = ("reconstruction_psnr", "recon_psnr", "psnr")
-"""Flat keys an inversion record's metrics may hold its reconstruction PSNR under."""
+from videodirector_cli.settings.evaluate import EvalRequest
+from videodirector_cli.stages.common import (
+    done_edit,
+    done_edits,
+    load_inversion,
+    load_inversion_model,
+)
+from videodirector_cli.stages.outcome import StageOutcome
 
 
 def _capped(value: Any) -> float | None:
@@ -63,90 +64,7 @@ def recorded_reconstruction(record_metrics: dict[str, Any]) -> dict[str, Any] | 
                 "plain_ddim_psnr": _capped(plain.get("psnr")) if isinstance(plain, dict) else None,
                 "vae_psnr": _capped(report.get("vae_psnr")),
             }
-    for name in RECON_METRIC_KEYS:
-        found = _capped(record_metrics.get(name))
-        if found is not None:
-            return {"reconstruction_psnr": found}
     return None
-
-
-@dataclass
-class EvalRequest:
-    name: str | None = None
-    """An edit name; None: every up-to-date edit (or just the current inversion if none)."""
-    dilate: int = 0
-    """Pixels the mask grows by before the background is measured."""
-    inversion: bool = True
-    """Also measure the inversion's reconstruction PSNR (may load the model)."""
-    device: str = "auto"
-    dtype: str = "auto"
-
-    def check(self) -> None:
-        if self.dilate < 0:
-            raise UsageError(f"--dilate must be 0 or more pixels, not {self.dilate}")
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def _verified_frames(files: list[Path], expected: str | None, what: str, hint: str) -> np.ndarray:
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise StaleError(f"{what}: {missing[0]} is missing", hint=hint)
-    if expected is None or hash_files(files) != expected:
-        raise StaleError(f"{what} changed since manifest.json recorded them", hint=hint)
-    return read_frames(files)
-
-
-def source_frames(project: Project) -> np.ndarray:
-    manifest = project.manifest
-    count = manifest.frame_count
-    if manifest.frames is None or count == 0:
-        raise MissingPrerequisiteError(
-            "the project has no frames yet", hint="run vdir init VIDEO first"
-        )
-    return _verified_frames(
-        project.paths.frame_files(count),
-        manifest.frames.outputs.get("frames"),
-        "the frames in frames/",
-        "run vdir init again with --force to re-extract them",
-    )
-
-
-def _edit_record(project: Project, name: str) -> StageRecord:
-    manifest = project.manifest
-    record = manifest.edits.get(name)
-    if record is None:
-        known = ", ".join(sorted(manifest.edits)) or "none yet"
-        raise MissingPrerequisiteError(
-            f"there is no edit named {name!r} (edits: {known})",
-            hint='make one with: vdir edit "TARGET PROMPT"',
-        )
-    state = stage_state(record, lineage.current_inputs(manifest), project.locked_by_someone)
-    if state == "stale":
-        raise StaleError(
-            f"edit {name!r} is stale: what it was made from has changed since",
-            hint="run vdir edit again for it (vdir status shows what changed)",
-        )
-    if state != "done":
-        raise MissingPrerequisiteError(f"edit {name!r} is {state}", hint="run vdir edit again")
-    return record
-
-
-def edit_frames(project: Project, name: str, record: StageRecord) -> np.ndarray:
-    count = int(record.metrics.get("frames", project.manifest.frame_count))
-    return _verified_frames(
-        [project.paths.edit_frame(name, i) for i in range(count)],
-        record.outputs.get("edit"),
-        f"the frames of edit {name!r}",
-        "run vdir edit again for it",
-    )
-
-
-def _masks(project: Project) -> np.ndarray | None:
-    from videodirector_cli.stages.mask import load_project_masks
-
-    return load_project_masks(project)
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -204,23 +122,11 @@ def reconstruction_psnr(
     import torch
 
     from videodirector_cli.diffusion.latents import decode_latents
-    from videodirector_cli.stages.edit import EditRequest, inversion_facts, load_edit_model
-    from videodirector_cli.stages.inversion_files import InversionFiles
 
-    files = InversionFiles(project.paths.inversion_dir(key))
-    stored = files.load()
-    recorded = record.outputs.get("inversion")
-    if recorded and files.content_hash(stored.steps) != recorded:
-        raise StaleError(
-            f"the files of inversion {key[:12]} changed after vdir invert wrote them",
-            hint="run vdir invert again",
-        )
-    facts = inversion_facts(project, record)
-    model = load_edit_model(
-        EditRequest(prompt="", device=request.device, dtype=request.dtype), facts, output
-    )
-    final = stored.next_latents[-1] if stored.next_latents else stored.pivots[0]
-    frames = decode_latents(model, final.to(device=model.device, dtype=torch.float32))
+    stored = load_inversion(project, key, record)
+    model = load_inversion_model(record, request.model, output)
+    final = stored.reconstruction.to(device=model.device, dtype=torch.float32)
+    frames = decode_latents(model, final)
     if frames.shape != source.shape:
         raise StaleError(
             f"inversion {key[:12]} decodes to frames of another size than the project's",
@@ -238,21 +144,13 @@ def reconstruction_psnr(
 
 def _chosen_edits(project: Project, request: EvalRequest, output: Output) -> list[str]:
     if request.name is not None:
-        _edit_record(project, request.name)
+        done_edit(project, request.name)
         return [request.name]
-    now = lineage.current_inputs(project.manifest)
-    names = []
-    for name, record in project.manifest.edits.items():
-        state = stage_state(record, now, project.locked_by_someone)
-        if state == "done":
-            names.append(name)
-        else:
-            output.warn(f"skipping edit {name!r}: it is {state}")
-    return names
+    return done_edits(project, output)
 
 
-def run_eval(project: Project, request: EvalRequest, output: Output) -> dict[str, Any]:
-    """Every number; returns {"result": dict, "human": str}. Reads only."""
+def run_eval(project: Project, request: EvalRequest, output: Output) -> StageOutcome:
+    """Every number. Reads only."""
     request.check()
     names = _chosen_edits(project, request, output)
     current = project.manifest.current_inversion
@@ -261,13 +159,14 @@ def run_eval(project: Project, request: EvalRequest, output: Output) -> dict[str
             "there is nothing to evaluate yet: no finished edit or inversion",
             hint='run vdir invert, then vdir edit "TARGET PROMPT"',
         )
-    source = source_frames(project)
-    masks = _masks(project)
+    source = read_project_frames(project)
+    masks = read_project_masks(project)
     edits = []
     for name in names:
-        record = _edit_record(project, name)
-        numbers = edit_numbers(source, edit_frames(project, name, record), masks, request.dilate)
-        edits.append({"name": name, "inversion": record.params.get("inversion"), **numbers})
+        record = done_edit(project, name)
+        edited = read_edit_frames(project, name, record)
+        numbers = edit_numbers(source, edited, masks, request.dilate)
+        edits.append({"name": name, "inversion": record.params.inversion, **numbers})
     keys = [e["inversion"] for e in edits if e["inversion"]] or ([current] if current else [])
     inversions = []
     if request.inversion:
@@ -278,7 +177,7 @@ def run_eval(project: Project, request: EvalRequest, output: Output) -> dict[str
     if masks is None and edits:
         notes.append("no masks: background and object PSNR need a mask (run vdir mask)")
     result = {"edits": edits, "inversions": inversions, "notes": notes}
-    return {"result": result, "human": human_report(result)}
+    return StageOutcome(result, human_report(result))
 
 
 def _db(value: float | None) -> str:

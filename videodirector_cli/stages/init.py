@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from videodirector_cli import __version__
 from videodirector_cli.errors import LockedError, ProjectError, UsageError
-from videodirector_cli.media.decode import DecodedClip, FrameChoice, decode, parse_start
+from videodirector_cli.media.decode import DecodedClip, FrameChoice, decode
 from videodirector_cli.media.fit import check_fit, fit_frame, parse_size
 from videodirector_cli.media.frames import write_png
 from videodirector_cli.output import Output
@@ -23,35 +21,14 @@ from videodirector_cli.project.atomic import TEMP_PREFIX
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.lock import is_locked
 from videodirector_cli.project.manifest import Manifest, SourceInfo
+from videodirector_cli.project.params import FramesParams
 from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project, is_project_dir, read_manifest
+from videodirector_cli.settings.init import InitRequest
 from videodirector_cli.stages.outcome import StageOutcome
 
 CHECKPOINT_EVERY_S = 0.25
 """How often progress is written to the manifest while frames are saved."""
-
-
-@dataclass
-class InitRequest:
-    video: Path
-    folder: Path
-    frames: int = 16
-    start: str | None = None
-    stride: int | None = None
-    fps: float | None = None
-    size: str = "512"
-    fit: str = "crop"
-    prompt: str | None = None
-    force: bool = False
-
-    def frame_choice(self) -> FrameChoice:
-        if self.stride is not None and self.fps is not None:
-            raise UsageError(
-                "--stride and --fps both choose the frame spacing", hint="give only one of them"
-            )
-        return FrameChoice(
-            count=self.frames, start=parse_start(self.start), stride=self.stride or 1, fps=self.fps
-        )
 
 
 def check_destination(folder: Path, force: bool) -> bool:
@@ -78,11 +55,13 @@ def check_destination(folder: Path, force: bool) -> bool:
     return False
 
 
-def init_project(request: InitRequest, output: Output) -> StageOutcome:
+def run_init(folder: Path, request: InitRequest, output: Output) -> StageOutcome:
+    """`vdir init`: the one stage that makes its project, so it takes the folder."""
+    request.check()
     choice = request.frame_choice()
     target = parse_size(request.size)
     fit = check_fit(request.fit)
-    folder = Path(request.folder)
+    folder = Path(folder)
     replacing = check_destination(folder, request.force)
 
     with output.progress("decoding", total=choice.count) as bar:
@@ -130,15 +109,15 @@ def _source_info(
     )
 
 
-def _frames_params(request: InitRequest, choice: FrameChoice, source: SourceInfo) -> dict[str, Any]:
-    return {
-        "frames": choice.count,
-        "start": choice.start.describe(),
-        "stride": choice.stride if choice.fps is None else None,
-        "fps": choice.fps,
-        "size": list(source.size),
-        "fit": source.fit,
-    }
+def _frames_params(choice: FrameChoice, source: SourceInfo) -> FramesParams:
+    return FramesParams(
+        frames=choice.count,
+        start=choice.start.describe(),
+        stride=choice.stride if choice.fps is None else None,
+        fps=choice.fps,
+        size=source.size,
+        fit=source.fit,
+    )
 
 
 def _write_project(
@@ -153,7 +132,7 @@ def _write_project(
     count = len(clip.frames)
     with project.writing("init"):
         project.manifest = Manifest(vdir_version=__version__, prompt=request.prompt, source=source)
-        params = _frames_params(request, choice, source)
+        params = _frames_params(choice, source)
         with project.stage(("frames", None), params, {"source": source.sha256}, total=count) as run:
             # The manifest now says "frames running" and nothing else: old records are gone
             # before their files are, so a crash here leaves an honest "interrupted" project.

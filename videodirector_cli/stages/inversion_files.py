@@ -1,5 +1,7 @@
 """The on-disk format of one inversion: what `vdir invert` writes and `vdir edit` reads.
 
+The in-memory inversion it reads into is diffusion/trajectory.py's ``StoredInversion``.
+
 ``inversions/<key>/`` holds
 
 - ``pivots.safetensors``: tensor "pivots" (T+1, 1, C, F, h, w) float32, the DDIM-inversion
@@ -20,11 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from videodirector_cli.errors import InputError
+from videodirector_cli.diffusion.trajectory import StoredInversion, TrajectoryStep
+from videodirector_cli.errors import InputError, StaleError
 from videodirector_cli.project.atomic import TEMP_PREFIX, atomic_path, atomic_write_json
 from videodirector_cli.project.fingerprint import hash_files
 
@@ -36,50 +38,6 @@ PIVOTS_NAME = "pivots.safetensors"
 STEPS_DIR = "steps"
 INFO_NAME = "inversion.json"
 _STEP_RE = re.compile(r"^step_(\d{4,})\.safetensors$")
-
-
-@dataclass
-class StepResult:
-    """One denoising step of the optimised trajectory."""
-
-    step: int
-    timestep: int
-    null: torch.Tensor
-    latent: torch.Tensor
-    next_latent: torch.Tensor
-    guidance: torch.Tensor | None = None
-    loss: float = 0.0
-    iterations: int = 0
-    guidance_loss: float = 0.0
-    """The STDG loss at the step's start latent (0 when STDG is off)."""
-
-
-@dataclass
-class StoredInversion:
-    """A complete inversion as `vdir edit` needs it."""
-
-    key: str
-    timesteps: list[int]
-    pivots: torch.Tensor
-    """(T+1, 1, C, F, h, w): index 0 is z*_0 (clean), index T is z*_T."""
-    nulls: list[torch.Tensor]
-    latents: list[torch.Tensor]
-    """Per step, the latent the step starts from (z_T for step 0)."""
-    guidance: list[torch.Tensor | None]
-    params: dict[str, Any] = field(default_factory=dict)
-    next_latents: list[torch.Tensor] = field(default_factory=list)
-
-    @property
-    def steps(self) -> int:
-        return len(self.timesteps)
-
-    def pivot_before(self, step: int) -> torch.Tensor:
-        """z*_t for the timestep step ``step`` starts from."""
-        return self.pivots[self.steps - step]
-
-    def pivot_after(self, step: int) -> torch.Tensor:
-        """z*_{t_prev}: the pivot step ``step`` should land on."""
-        return self.pivots[self.steps - step - 1]
 
 
 class InversionFiles:
@@ -127,7 +85,7 @@ class InversionFiles:
         return tensors["pivots"], json.loads(metadata["timesteps"]), metadata.get("key", "")
 
     # steps ------------------------------------------------------------------------------------
-    def save_step(self, key: str, result: StepResult) -> None:
+    def save_step(self, key: str, result: TrajectoryStep) -> None:
         from safetensors.torch import save_file
 
         tensors = {
@@ -149,9 +107,9 @@ class InversionFiles:
         with atomic_path(self.step_path(result.step)) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
 
-    def load_step(self, step: int) -> StepResult:
+    def load_step(self, step: int) -> TrajectoryStep:
         tensors, metadata = _read(self.step_path(step))
-        return StepResult(
+        return TrajectoryStep(
             step=int(metadata["step"]),
             timestep=int(metadata["timestep"]),
             null=tensors["null"],
@@ -198,14 +156,10 @@ class InversionFiles:
     def save_info(self, info: dict[str, Any]) -> None:
         atomic_write_json(self.info_path, {"format": FORMAT_VERSION, **info})
 
-    def load_info(self) -> dict[str, Any]:
-        if not self.info_path.is_file():
-            return {}
-        return json.loads(self.info_path.read_text(encoding="utf-8"))
-
     # everything -------------------------------------------------------------------------------
-    def load(self) -> StoredInversion:
-        """The whole inversion; raises InputError when it is missing or incomplete."""
+    def load(self, recorded_hash: str | None = None) -> StoredInversion:
+        """The whole inversion; raises InputError when it is missing or incomplete, and
+        StaleError when its files no longer hash to ``recorded_hash`` (the manifest's)."""
         if not self.has_pivots():
             raise InputError(f"inversion in {self.folder} has no pivots", hint="run vdir invert")
         pivots, timesteps, key = self.load_pivots()
@@ -215,17 +169,13 @@ class InversionFiles:
                 f"inversion {key[:12]} is incomplete ({done} of {len(timesteps)} steps)",
                 hint="run vdir invert again to finish it",
             )
-        results = [self.load_step(i) for i in range(len(timesteps))]
-        return StoredInversion(
-            key=key,
-            timesteps=timesteps,
-            pivots=pivots,
-            nulls=[r.null for r in results],
-            latents=[r.latent for r in results],
-            guidance=[r.guidance for r in results],
-            params=self.load_info().get("params", {}),
-            next_latents=[r.next_latent for r in results],
-        )
+        if recorded_hash and self.content_hash(len(timesteps)) != recorded_hash:
+            raise StaleError(
+                f"the files of inversion {key[:12]} changed after vdir invert wrote them",
+                hint="run vdir invert again",
+            )
+        steps = [self.load_step(i) for i in range(len(timesteps))]
+        return StoredInversion.from_steps(key, timesteps, pivots, steps)
 
 
 def _cpu_f32(tensor: torch.Tensor) -> torch.Tensor:

@@ -10,19 +10,12 @@ the previous masks exactly as they were.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from videodirector_cli.errors import (
-    InputError,
-    MissingPrerequisiteError,
-    ProjectError,
-    StaleError,
-    UsageError,
-)
+from videodirector_cli.errors import InputError
 from videodirector_cli.masks import importer, sam2_backend, shapes
 from videodirector_cli.masks.ellipse import add_ellipse
 from videodirector_cli.output import Output
@@ -30,114 +23,15 @@ from videodirector_cli.project import lineage
 from videodirector_cli.project.atomic import recover_dir, replace_dir, staging_dir
 from videodirector_cli.project.fingerprint import hash_files, short
 from videodirector_cli.project.manifest import NO_MASK
+from videodirector_cli.project.params import MaskParams
 from videodirector_cli.project.paths import ProjectPaths
+from videodirector_cli.project.readers import FramesInfo, frames_info
 from videodirector_cli.project.store import Project
+from videodirector_cli.settings.mask import MaskRequest
 from videodirector_cli.stages.outcome import StageOutcome
 
 DEFAULT_PREVIEW_FPS = 8.0
 SHEET_THUMB_WIDTH = 256
-
-
-@dataclass
-class MaskRequest:
-    """What the user asked for; checked for consistency by ``check_request``."""
-
-    points: list[shapes.Point] = field(default_factory=list)
-    box: shapes.Box | None = None
-    frame: int | None = None
-    from_dir: Path | None = None
-    no_sam2: bool = False
-    shape: str | None = None
-    ellipse: bool | None = None
-    """None: on for SAM2 and imported masks, off for --no-sam2 shapes (already coarse)."""
-    sam2_size: str | None = None
-    sam2_checkpoint: Path | None = None
-    sam2_config: str | None = None
-    sam2_image_size: int | None = None
-    device: str = "auto"
-
-    @property
-    def method(self) -> str:
-        if self.from_dir is not None:
-            return "import"
-        if self.no_sam2:
-            return "shape"
-        return "sam2"
-
-    @property
-    def uses_ellipse(self) -> bool:
-        return self.ellipse if self.ellipse is not None else self.method != "shape"
-
-
-@dataclass(frozen=True)
-class FramesInfo:
-    count: int
-    width: int
-    height: int
-    files: list[Path]
-
-
-def check_request(request: MaskRequest) -> None:
-    """Mode rules that need no project: exactly one of SAM2 prompts, --from, --no-sam2 --box."""
-    sam2_options = (
-        request.sam2_size is not None
-        or request.sam2_checkpoint is not None
-        or request.sam2_config is not None
-    )
-    if request.from_dir is not None:
-        if request.points or request.box is not None or request.no_sam2:
-            raise UsageError(
-                "--from imports masks: it cannot be combined with --point, --box or --no-sam2"
-            )
-    elif request.no_sam2:
-        if request.points:
-            raise UsageError(
-                "--no-sam2 draws a box or ellipse: --point needs SAM2",
-                hint="use --box X0,Y0,X1,Y1 --no-sam2, or drop --no-sam2",
-            )
-        if request.box is None:
-            raise UsageError("--no-sam2 needs --box X0,Y0,X1,Y1")
-    elif not request.points and request.box is None:
-        raise UsageError(
-            "say what to mask",
-            hint="--point X,Y (repeatable), --box X0,Y0,X1,Y1, --from DIR, or --box ... --no-sam2",
-        )
-    if request.method != "sam2":
-        if request.frame is not None:
-            raise UsageError(
-                "--frame only applies to SAM2 prompts (--point/--box without --no-sam2)"
-            )
-        if sam2_options:
-            raise UsageError(
-                "--sam2, --sam2-checkpoint and --sam2-config only apply to SAM2 prompts"
-            )
-    if request.shape is not None:
-        if request.method != "shape":
-            raise UsageError("--shape only applies with --no-sam2")
-        if request.shape not in ("box", "ellipse"):
-            raise UsageError(f"--shape {request.shape!r} is not one of: box, ellipse")
-
-
-def frames_info(project: Project) -> FramesInfo:
-    """The project's frames as masks must match them: count and size, files present."""
-    record = project.manifest.frames
-    if record is None or record.status != "done" or project.manifest.frame_count == 0:
-        raise MissingPrerequisiteError(
-            "the project has no frames yet", hint="make them with: vdir init VIDEO DIR"
-        )
-    count = project.manifest.frame_count
-    files = project.paths.frame_files(count)
-    missing = [path.name for path in files if not path.is_file()]
-    if missing:
-        raise ProjectError(
-            f"frame files missing from {project.paths.frames_dir}: {', '.join(missing[:5])}",
-            hint="recreate the frames with: vdir init VIDEO DIR --force",
-        )
-    from PIL import Image
-
-    with Image.open(files[0]) as first:
-        width, height = first.size
-    return FramesInfo(count, width, height, files)
 
 
 def _check_against_frames(request: MaskRequest, info: FramesInfo) -> None:
@@ -155,7 +49,7 @@ def _compute(
         assert request.from_dir is not None
         folder = request.from_dir.expanduser().resolve()
         masks = importer.import_masks(folder, info.count, size)
-        return masks, {"from": str(folder)}
+        return masks, {"from_dir": str(folder)}
     if request.method == "shape":
         assert request.box is not None
         kind = request.shape or "box"
@@ -243,7 +137,7 @@ def _stale_dependents(project: Project, masks_hash: str) -> list[str]:
 
 def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOutcome:
     """Make, store and record the project's masks; return the command's result."""
-    check_request(request)
+    request.check()
     with project.writing("mask"):
         info = frames_info(project)
         _check_against_frames(request, info)
@@ -269,7 +163,7 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOut
         if ellipse:
             masks = add_ellipse(masks)
         coverage = [round(float(m.mean()), 6) for m in masks]
-        params = {"method": request.method, **details, "ellipse": ellipse}
+        params = MaskParams(method=request.method, **details, ellipse=ellipse)
 
         recover_dir(project.paths.masks_dir)
         staging = staging_dir(project.paths.masks_dir)
@@ -304,7 +198,7 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOut
         "video": str(paths.mask_overlay_video),
         "masks_hash": short(masks_hash),
         "now_stale": stale,
-        "params": params,
+        "params": params.model_dump(mode="json", exclude_none=True),
     }
     human = (
         f"masks: {info.count} frames ({request.method}{', ellipse' if ellipse else ''}), "
@@ -314,46 +208,3 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOut
     if stale:
         human += f"\nnow stale (made with the previous masks): {', '.join(stale)}"
     return StageOutcome(result, human)
-
-
-def load_project_masks(project: Project) -> np.ndarray | None:
-    """(F, H, W) bool masks for inversion and editing; None when the project has none.
-
-    Raises StaleError when they were made for other frames, when their count or size differs
-    from the frames, or when the files changed after ``vdir mask`` wrote them (their recorded
-    hash is what later stages record as their "masks" input).
-    """
-    from videodirector_cli.media.frames import read_masks
-
-    record = project.manifest.masks
-    if record is None:
-        return None
-    if record.status != "done":
-        raise MissingPrerequisiteError(
-            f"the last 'vdir mask' run is {record.status}",
-            hint="run vdir mask again, or pass --mask none to work without masks",
-        )
-    fix = "run vdir mask again, or pass --mask none to work without masks"
-    now = lineage.current_inputs(project.manifest)
-    if record.inputs.get("frames") != now.get("frames"):
-        raise StaleError("the masks were made for other frames", hint=fix)
-    count = project.manifest.frame_count
-    present = sorted(p for p in project.paths.masks_dir.glob("*.png") if p.stem.isdigit())
-    expected = project.paths.mask_files(count)
-    if present != expected:
-        raise StaleError(
-            f"{project.paths.masks_dir} holds {len(present)} masks for {count} frames", hint=fix
-        )
-    if hash_files(expected) != record.outputs.get("masks"):
-        raise StaleError(
-            f"the mask files in {project.paths.masks_dir} changed after vdir mask wrote them",
-            hint="bring edited masks in with: vdir mask --from DIR",
-        )
-    masks = read_masks(expected)
-    info = frames_info(project)
-    if masks.shape[1:] != (info.height, info.width):
-        raise StaleError(
-            f"the masks are {masks.shape[2]}x{masks.shape[1]}, the frames {info.width}x{info.height}",
-            hint=fix,
-        )
-    return masks

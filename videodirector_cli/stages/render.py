@@ -7,55 +7,31 @@ recorded with the hashes it was made from, so `vdir status` shows it stale once 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from videodirector_cli.errors import MissingPrerequisiteError, StaleError, UsageError
+from videodirector_cli.errors import MissingPrerequisiteError, UsageError
 from videodirector_cli.media.encode import write_mp4
 from videodirector_cli.media.fit import fit_frame
-from videodirector_cli.media.frames import read_frames, read_masks, write_png
+from videodirector_cli.media.frames import read_frames, write_png
 from videodirector_cli.media.sheet import contact_sheet, overlay_mask, side_by_side
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
-from videodirector_cli.project.fingerprint import hash_file, hash_files
-from videodirector_cli.project.manifest import Manifest, stage_state
+from videodirector_cli.project.fingerprint import hash_file
+from videodirector_cli.project.manifest import stage_state
+from videodirector_cli.project.params import RenderParams
+from videodirector_cli.project.readers import frames_info, read_edit_frames, read_project_masks
 from videodirector_cli.project.store import Project
+from videodirector_cli.settings.render import RenderRequest
+from videodirector_cli.stages.common import SOURCE, done_edit, done_edits
 from videodirector_cli.stages.outcome import StageOutcome
 
-SOURCE = "source"
-"""The render name of the project's own frames (an edit cannot be called this)."""
-DEFAULT_CRF = 18
 SHEET_COLUMNS = 8
 COMPARE_SHEET_COLUMNS = 4
 SHEET_MAX_WIDTH = 2048
 """A quick look, not an archive: frames are shrunk so a sheet stays about this wide."""
-
-
-@dataclass
-class RenderRequest:
-    names: list[str] = field(default_factory=list)
-    """Empty: every up-to-date edit, or the source when there is none."""
-    compare: bool = False
-    out: Path | None = None
-    crf: int = DEFAULT_CRF
-
-    def check(self) -> None:
-        if not 0 <= self.crf <= 51:
-            raise UsageError(f"--crf {self.crf} is outside 0..51", hint="18 is visually lossless")
-        if self.out is not None:
-            if len(self.names) != 1:
-                raise UsageError(
-                    "--out needs exactly one NAME", hint="e.g. vdir render tiger --out tiger.mp4"
-                )
-            if self.out.suffix.lower() != ".mp4":
-                raise UsageError(f"--out {self.out} must end in .mp4")
-            if self.out.exists() and self.out.is_dir():
-                raise UsageError(
-                    f"--out {self.out} is a folder", hint="give a file name ending in .mp4"
-                )
 
 
 @dataclass
@@ -67,103 +43,30 @@ class Clip:
     input_keys: list[str]
 
 
-def _current(manifest: Manifest) -> dict[str, str]:
-    found = lineage.current_inputs(manifest)
-    if manifest.source is not None:
-        found["source"] = manifest.source.sha256
-    return found
-
-
-def _frame_count(project: Project) -> int:
-    manifest = project.manifest
-    state = stage_state(manifest.frames, _current(manifest), locked=False)
-    if manifest.source is None or state != "done":
+def _source_clip(project: Project) -> Clip:
+    info = frames_info(project)
+    if project.manifest.source is None:
         raise MissingPrerequisiteError(
-            f"the project has no usable frames yet (frames stage: {state})",
-            hint="run: vdir init VIDEO --force",
+            "the project records no source video", hint="run: vdir init VIDEO --force"
         )
-    return manifest.frame_count
+    return Clip(SOURCE, read_frames(info.files), ["frames"])
 
 
-def _verified(files: list[Path], expected: str | None, what: str, hint: str) -> list[Path]:
-    """The files, if they are exactly those the manifest recorded."""
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise StaleError(f"{what}: {missing[0]} is missing", hint=hint)
-    if expected is None or hash_files(files) != expected:
-        raise StaleError(f"{what} changed since they were recorded in manifest.json", hint=hint)
-    return files
+def _edit_clip(project: Project, name: str) -> Clip:
+    record = done_edit(project, name, also=f"; or '{SOURCE}' for the source")
+    return Clip(name, read_edit_frames(project, name, record), ["frames", f"edit:{name}"])
 
 
-def _source_clip(project: Project, count: int) -> Clip:
-    assert project.manifest.frames is not None
-    files = _verified(
-        project.paths.frame_files(count),
-        project.manifest.frames.outputs.get("frames"),
-        "the frames in frames/",
-        "run vdir init again with --force to re-extract them",
-    )
-    return Clip(SOURCE, read_frames(files), ["frames"])
-
-
-def _edit_clip(project: Project, name: str, count: int) -> Clip:
-    manifest = project.manifest
-    record = manifest.edits.get(name)
-    if record is None:
-        known = ", ".join(sorted(manifest.edits)) or "none yet"
-        raise MissingPrerequisiteError(
-            f"there is no edit named {name!r} (edits: {known}; or '{SOURCE}' for the source)",
-            hint='make it with: vdir edit "TARGET PROMPT"',
-        )
-    state = stage_state(record, _current(manifest), locked=False)
-    if state == "stale":
-        raise StaleError(
-            f"edit {name!r} is stale: what it was made from has changed since",
-            hint="run vdir edit again for it (vdir status shows what changed)",
-        )
-    if state != "done":
-        raise MissingPrerequisiteError(
-            f"edit {name!r} is {state}", hint="run vdir edit again for it, then render"
-        )
-    files = _verified(
-        [project.paths.edit_frame(name, i) for i in range(count)],
-        record.outputs.get("edit"),
-        f"the frames of edit {name!r}",
-        "run vdir edit again for it",
-    )
-    return Clip(name, read_frames(files), ["frames", f"edit:{name}"])
-
-
-def _default_names(project: Project, output: Output) -> list[str]:
-    manifest = project.manifest
-    now = _current(manifest)
-    names = []
-    for name, record in manifest.edits.items():
-        state = stage_state(record, now, locked=False)
-        if state == "done":
-            names.append(name)
-        elif state == "stale":
-            output.warn(f"skipping edit {name!r}: it is stale (run vdir edit again for it)")
-    return names or [SOURCE]
-
-
-def _masks(project: Project, count: int, output: Output) -> np.ndarray | None:
+def _masks(project: Project, output: Output) -> np.ndarray | None:
     """Current masks for the comparison's middle panel, or None (then the panel is left out)."""
     manifest = project.manifest
-    state = stage_state(manifest.masks, _current(manifest), locked=False)
+    state = stage_state(manifest.masks, lineage.current_inputs(manifest), locked=False)
     if state == "missing":
         return None
     if state != "done":
         output.warn(f"the masks are {state}: the comparison leaves out the mask panel")
         return None
-    assert manifest.masks is not None
-    files = _verified(
-        project.paths.mask_files(count),
-        manifest.masks.outputs.get("masks"),
-        "the masks in masks/",
-        "run vdir mask again",
-    )
-    return read_masks(files)
+    return read_project_masks(project)
 
 
 def _as_size(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -202,13 +105,12 @@ def _sheet(frames: np.ndarray, columns: int) -> np.ndarray:
 def run_render(project: Project, request: RenderRequest, output: Output) -> StageOutcome:
     request.check()
     with project.writing("render"):
-        count = _frame_count(project)
-        source = _source_clip(project, count)
-        names = request.names or _default_names(project, output)
+        source = _source_clip(project)
+        names = list(request.names) or done_edits(project, output) or [SOURCE]
         if request.out is not None and len(names) != 1:
             raise UsageError("--out needs exactly one NAME")
-        clips = [source if n == SOURCE else _edit_clip(project, n, count) for n in names]
-        masks = _masks(project, count, output) if request.compare else None
+        clips = [source if n == SOURCE else _edit_clip(project, n) for n in names]
+        masks = _masks(project, output) if request.compare else None
         rendered = []
         with output.progress("rendering", total=len(clips)) as bar:
             for clip in clips:
@@ -243,7 +145,7 @@ def _render_one(
 
     keys = list(clip.input_keys) + (["masks"] if compare else [])
     inputs = lineage.inputs_for(manifest, keys, use_masks=masks is not None)
-    params = {"crf": request.crf, "compare": compare, "fps": fps, "out": str(request.out or "")}
+    params = RenderParams(crf=request.crf, compare=compare, fps=fps, out=str(request.out or ""))
     with project.stage(("renders", clip.name), params, inputs, total=2 if compare else 1) as run:
         written = {"video": video, "sheet": video.with_suffix(".png")}
         write_mp4(video, clip.frames, fps=fps, crf=request.crf)

@@ -13,7 +13,7 @@ from typing import Any
 
 from videodirector_cli.project import lineage
 from videodirector_cli.project.fingerprint import short
-from videodirector_cli.project.manifest import Manifest, StageRecord, stage_state
+from videodirector_cli.project.manifest import StageRecord, changed_inputs, stage_state
 from videodirector_cli.project.store import Project
 
 
@@ -24,6 +24,8 @@ class StageRow:
     key: str | None
     state: str
     record: StageRecord | None
+    changed: list[str]
+    """For a stale record: the inputs that changed since it ran (lineage names)."""
 
     def as_dict(self) -> dict[str, Any]:
         record = self.record
@@ -37,6 +39,7 @@ class StageRow:
             "progress": progress,
             "metrics": dict(record.metrics) if record is not None else {},
             "message": record.message if record is not None else None,
+            "changed": self.changed,
             "started_at": record.started_at.isoformat() if record is not None else None,
             "finished_at": (
                 record.finished_at.isoformat() if record and record.finished_at else None
@@ -44,21 +47,15 @@ class StageRow:
         }
 
 
-def current_inputs(manifest: Manifest) -> dict[str, str]:
-    """Lineage's current hashes, plus the source video's for the frames stage."""
-    found = lineage.current_inputs(manifest)
-    if manifest.source is not None:
-        found["source"] = manifest.source.sha256
-    return found
-
-
 def stage_rows(project: Project) -> list[StageRow]:
     manifest = project.manifest
-    now = current_inputs(manifest)
+    now = lineage.current_inputs(manifest)
     locked = project.locked_by_someone
 
     def row(stage: str, key: str | None, record: StageRecord | None) -> StageRow:
-        return StageRow(stage, key, stage_state(record, now, locked), record)
+        state = stage_state(record, now, locked)
+        changed = changed_inputs(record, now) if record is not None and state == "stale" else []
+        return StageRow(stage, key, state, record, changed)
 
     rows = [row("frames", None, manifest.frames), row("masks", None, manifest.masks)]
     rows += [row("inversion", key, rec) for key, rec in manifest.inversions.items()]
@@ -179,6 +176,9 @@ def render_table(status: dict[str, Any]) -> Any:
         progress = row["progress"]
         shown = f"{progress['done']}/{progress['total']}" if progress else ""
         details = _details(row["metrics"])
+        if row["changed"]:
+            what = ", ".join(lineage.describe(name) for name in row["changed"])
+            details = f"changed: {what}; {details}".rstrip("; ")
         if row["message"] and row["state"] != "done":
             details = f"{details} {row['message']}".strip()
         table.add_row(label, Text(row["state"], style=styles.get(row["state"], "")), shown, details)

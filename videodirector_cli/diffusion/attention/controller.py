@@ -26,34 +26,11 @@ from videodirector_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from videodirector_cli.diffusion.attention.seq_align import TokenMapping
+    from videodirector_cli.settings.edit import EditSettings
 
 EDIT_UNCOND, EDIT_COND, REC_UNCOND, REC_COND = 0, 1, 2, 3
 ROWS = 4
 ROW_NAMES = ("edit+null", "edit+edit prompt", "reconstruction+null", "reconstruction+source prompt")
-
-
-@dataclass
-class ControlSettings:
-    """Which attention controls run, and when (fractions of the editing steps)."""
-
-    tau_s: float = 0.4
-    """SA-I for steps i < int(steps * tau_s); SA-II for the rest."""
-    tau_c: float = 0.8
-    """Cross-attention control (word swap/refinement, reweighting) for i < int(steps * tau_c)."""
-    sa1: bool = True
-    sa2: bool = True
-    cross: bool = True
-    sa2_layers: str = "decoder"
-    """Spatial self-attention layers for SA-II: 'decoder', 'all', 'none', or a comma list of
-    call-order indices, ranges (7-15), block names (up_blocks.1) or module names."""
-    sa1_max_tokens: int = 32 * 32
-    """SA-I only where a frame has at most this many tokens (the reference's 32x32 limit)."""
-
-    def check(self) -> None:
-        for name in ("tau_s", "tau_c"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
 
 
 def rows_view(x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +91,8 @@ def layer_grid(tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
 class EditController:
     """Step state, row layout, masks and token mappings shared by the edit processors."""
 
-    settings: ControlSettings
+    settings: EditSettings
+    """Which controls run and when (tau_s, tau_c, sa1, sa2, cross, sa2_layers, sa1_max_tokens)."""
     frames: int
     latent_hw: tuple[int, int]
     masks: torch.Tensor | None = None

@@ -1,0 +1,173 @@
+"""`vdir invert`'s settings: DDIM steps, guidance, the null-text optimisation and STDG."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from videodirector_cli.errors import UsageError
+from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.model import ModelChoice
+
+NullMode = Literal["per-frame", "shared"]
+Target = Literal["foreground", "background"]
+MaskUse = Literal["auto", "none"]
+
+FIRST_UP_BLOCK_WEIGHT = 20000.0
+"""The reference's effective STDG weight of up_blocks.1 ..."""
+OTHER_BLOCK_WEIGHT = 10000.0
+"""... and of every other block."""
+
+
+class NullTextSettings(Settings):
+    """Null-text optimisation (Mokady et al.), one null per frame or one shared by all."""
+
+    mode: NullMode = Field(
+        "per-frame",
+        description="'per-frame': one optimised null embedding per frame (the paper's); "
+        "'shared': one for all frames (null-text inversion as for images).",
+        json_schema_extra={"option": "--null"},
+    )
+    inner_steps: int = Field(10, description="Most Adam updates of the null per step.")
+    learning_rate: float = Field(
+        1e-2,
+        description="Adam learning rate at the first step (halves linearly by the last).",
+        json_schema_extra={"option": "--lr"},
+    )
+    early_stop: float = Field(
+        1e-5,
+        description="A step's updates stop once its latent MSE is below this plus step x "
+        "--early-stop-slope.",
+    )
+    early_stop_slope: float = Field(2e-5, description="Per-step growth of --early-stop.")
+
+    def lr_at(self, step: int, steps: int) -> float:
+        return self.learning_rate * (1.0 - step / (2.0 * steps))
+
+    def threshold_at(self, step: int) -> float:
+        return self.early_stop + step * self.early_stop_slope
+
+    def check(self) -> None:
+        if self.inner_steps < 0:
+            raise UsageError("--inner-steps must be 0 or more")
+        if self.learning_rate <= 0:
+            raise UsageError("--lr must be positive")
+        if self.early_stop < 0 or self.early_stop_slope < 0:
+            raise UsageError("--early-stop and --early-stop-slope must be 0 or more")
+
+
+class STDGSettings(Settings):
+    """Spatial-temporal decoupled guidance (paper eq. 2-5): which blocks, which weights."""
+
+    enabled: bool = Field(
+        True,
+        description="Guide the null-text optimisation with STDG.",
+        json_schema_extra={
+            "option": "--no-stdg",
+            "cli_help": "Skip spatial-temporal decoupled guidance (STDG).",
+        },
+    )
+    blocks: tuple[str, ...] = Field(
+        ("up_blocks.1", "up_blocks.2"),
+        description="UNet blocks whose temporal attention and self-attention keys STDG compares.",
+        json_schema_extra={"option": "--stdg-blocks"},
+    )
+    block_weights: tuple[float, ...] = Field(
+        (),
+        description="One STDG weight per block, comma-separated. Default: "
+        f"{FIRST_UP_BLOCK_WEIGHT:g} for up_blocks.1, {OTHER_BLOCK_WEIGHT:g} for any other "
+        "(the reference's values).",
+    )
+    eta_f: float = Field(0.5, description="STDG motion guidance inside the mask.")
+    eta_b: float = Field(
+        0.5, description="STDG motion guidance outside the mask (0.2-0.8 in the paper)."
+    )
+    zeta_f: float = Field(0.0, description="STDG appearance guidance inside the mask.")
+    zeta_b: float = Field(0.5, description="STDG appearance guidance outside the mask.")
+    target: Target = Field(
+        "foreground",
+        description="What the edit will change: 'foreground' (the masked object) or "
+        "'background' (swaps the foreground and background coefficients).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_weights(cls, data: Any) -> Any:
+        """No weights given (None or empty): the reference's weight for each block."""
+        if isinstance(data, dict) and not data.get("block_weights"):
+            blocks = data.get("blocks", cls.model_fields["blocks"].default)
+            weights = [
+                FIRST_UP_BLOCK_WEIGHT if b == "up_blocks.1" else OTHER_BLOCK_WEIGHT for b in blocks
+            ]
+            data = {**data, "block_weights": weights}
+        return data
+
+    def check(self) -> None:
+        if not self.blocks:
+            raise UsageError("--stdg-blocks needs at least one block, e.g. up_blocks.1,up_blocks.2")
+        if len(self.block_weights) != len(self.blocks):
+            raise UsageError(
+                f"--block-weights gives {len(self.block_weights)} weights for "
+                f"{len(self.blocks)} blocks"
+            )
+
+
+class InvertSettings(Settings):
+    """Everything `vdir invert` is asked besides the prompt and the model."""
+
+    steps: int = Field(50, description="DDIM steps (the same grid is used for editing).")
+    guidance_scale: float = Field(
+        7.5,
+        description="Classifier-free guidance weight the edit will use.",
+        json_schema_extra={"option": "--cfg"},
+    )
+    null_text: NullTextSettings = Field(default_factory=NullTextSettings)
+    stdg: STDGSettings = Field(default_factory=STDGSettings)
+    mask: MaskUse = Field(
+        "auto",
+        description="'auto': use the project's masks when there are any; 'none': ignore them "
+        "(the whole frame is foreground, background STDG terms are off).",
+    )
+    seed: int = Field(0, description="Random seed (for exact reruns).")
+    report: bool = Field(
+        True,
+        description="Measure the reconstruction (optimised vs plain DDIM inversion) at the end.",
+        json_schema_extra={
+            "option": "--no-report",
+            "cli_help": "Skip the reconstruction report (it costs 2 UNet passes per step and "
+            "decoding).",
+        },
+    )
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise UsageError(f"--steps must be at least 1, not {self.steps}")
+        if self.guidance_scale < 1.0:
+            raise UsageError(f"--cfg must be 1 or more, not {self.guidance_scale}")
+        self.null_text.check()
+        self.stdg.check()
+
+    def shaping(self) -> dict[str, Any]:
+        """The settings that determine the result: not --mask (the masks actually used count)
+        nor --no-report, and no STDG coefficients when STDG is off."""
+        data = self.model_dump(mode="json", exclude={"mask", "report"})
+        data["stdg"] = data["stdg"] if self.stdg.enabled else None
+        if data["stdg"] is not None:
+            del data["stdg"]["enabled"]
+        return data
+
+
+class InvertRequest(Settings):
+    """What the user asked `vdir invert` for (the command's options, or a test's)."""
+
+    prompt: str | None = Field(
+        None,
+        description="Source prompt describing the video as it is ('a brown bear walking on "
+        "rocks'). Sets the project's prompt; default: the one given to vdir init.",
+    )
+    settings: InvertSettings = Field(default_factory=InvertSettings)
+    model: ModelChoice = Field(default_factory=ModelChoice)
+
+    def check(self) -> None:
+        self.settings.check()
