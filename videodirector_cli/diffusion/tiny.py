@@ -19,6 +19,55 @@ from videodirector_cli.diffusion.components import DiffusionModel
 from videodirector_cli.diffusion.schedule import make_ddim_scheduler
 
 TINY_HIDDEN = 32
+_CHANNELS = (32, 32, 64)
+
+UNET2D_CONFIG: dict[str, Any] = dict(
+    block_out_channels=_CHANNELS,
+    layers_per_block=1,
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=TINY_HIDDEN,
+    attention_head_dim=8,
+    norm_num_groups=4,
+)
+ADAPTER_CONFIG: dict[str, Any] = dict(
+    block_out_channels=_CHANNELS,
+    motion_layers_per_block=1,
+    motion_norm_num_groups=4,
+    motion_num_attention_heads=2,
+    motion_max_seq_length=32,
+)
+VAE_CONFIG: dict[str, Any] = dict(
+    block_out_channels=[16, 32],
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    latent_channels=4,
+    norm_num_groups=4,
+    sample_size=32,
+)
+TOKENIZER_SIZE = 2 + 2 * 256
+"""The byte-level vocabulary: two specials, 256 byte characters with and without '</w>'."""
+
+
+def text_encoder_fields(vocab_size: int = TOKENIZER_SIZE) -> dict[str, Any]:
+    """CLIPTextConfig fields of the tiny text encoder."""
+    return dict(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+    )
 
 
 def _byte_level_vocab() -> dict[str, int]:
@@ -64,52 +113,12 @@ def build_tiny_model(
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    channels = (32, 32, 64)
-    unet2d = UNet2DConditionModel(
-        block_out_channels=channels,
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TINY_HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=4,
-    )
-    adapter = MotionAdapter(
-        block_out_channels=channels,
-        motion_layers_per_block=1,
-        motion_norm_num_groups=4,
-        motion_num_attention_heads=2,
-        motion_max_seq_length=32,
-    )
+    unet2d = UNet2DConditionModel(**UNET2D_CONFIG)
+    adapter = MotionAdapter(**ADAPTER_CONFIG)
     unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = AutoencoderKL(**VAE_CONFIG)
     tokenizer = build_tiny_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=TINY_HIDDEN,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_fields(len(tokenizer))))
     scheduler = make_ddim_scheduler()
     device = torch.device(device)
     modules: tuple[Any, ...] = (unet, vae, text_encoder)
