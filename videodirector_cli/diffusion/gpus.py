@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-UTILISATION = (0.35, 0.60)
+UTILISATION = (0.25, 0.55)
 """Assumed share of the dense bf16 peak a UNet step achieves (low, high)."""
 
 
