@@ -206,3 +206,22 @@ def test_real_shape_estimate_of_the_papers_setting():
     edit = estimate.estimate("edit", arch, 16, 512, 512, torch.bfloat16, memory.PLANS["fast"])
     print(edit.table("h100"))
     assert edit.peak_bytes == pytest.approx(6.9e9, rel=0.15)
+
+
+def test_architecture_from_what_the_user_names_without_weights():
+    from videodirector_cli.diffusion.architecture import architecture_for
+
+    toy = Path(__file__).resolve().parents[1] / "videodirector_cli" / "toy" / "weights"
+    assert architecture_for("tiny") == named("tiny")
+    assert architecture_for(str(toy)).fingerprint() == named("toy").fingerprint()
+    for reference in (None, "SG161222/Realistic_Vision_V6.0_B1_noVAE", "model.safetensors"):
+        assert architecture_for(reference).name == SD15_ANIMATEDIFF
+
+
+def test_out_of_memory_advice_names_the_next_plan_and_its_estimate():
+    low = estimate.estimate("edit", named("tiny"), 4, 32, 32, torch.float32, memory.PLANS["low"])
+    plans = {"low": low}
+    advice = estimate.oom_advice(memory.PLANS["fast"], plans)
+    assert advice.startswith("try --memory low (estimated peak ") and "GiB" in advice
+    assert "--memory lowest" in estimate.oom_advice(memory.PLANS["low"])
+    assert "fewer frames" in estimate.oom_advice(memory.PLANS["lowest"], plans)

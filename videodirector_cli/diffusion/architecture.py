@@ -191,6 +191,25 @@ def _cast(module: Any, dtype: torch.dtype | None) -> Any:
     return torch.nn.Module.to(module, dtype=dtype)
 
 
+def architecture_for(model: str | None, motion_adapter: str | None = None) -> Architecture:
+    """The architecture ``--model`` / ``--motion-adapter`` name, read without any weights.
+
+    Built-in names give their own; a local diffusers folder gives its configs (with a local
+    MotionAdapter folder's when one is named); everything else (hub ids, single SD1.5 files,
+    the default) has the shape of SD1.5 + AnimateDiff v3, which every model vdir loads shares.
+    """
+    name = (model or "").strip()
+    if name in ("tiny", "toy"):
+        return named(name)
+    folder = Path(name).expanduser() if name else None
+    if folder is not None and (folder / "unet" / "config.json").is_file():
+        adapter = Path(motion_adapter).expanduser() if motion_adapter else None
+        if adapter is not None and not (adapter / "config.json").is_file():
+            adapter = None  # an original motion-module file: AnimateDiff v3's shape
+        return Architecture.from_folder(folder, adapter)
+    return named(SD15_ANIMATEDIFF)
+
+
 def _read(path: Path) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
 

@@ -512,3 +512,17 @@ def choose_plan(
     plans = estimate_plans(stage, arch, frames, height, width, dtype, **options)
     choice = memory.choose({k: v.peak_bytes for k, v in plans.items()}, free)
     return choice.plan, choice.reason
+
+
+def oom_advice(plan: MemoryPlan, plans: dict[str, Estimate] | None = None) -> str:
+    """The hint of an out-of-memory message: the next leaner plan and, when ``plans`` has it,
+    its estimated peak; after ``lowest``, what else lowers memory."""
+    leaner = memory.next_plan(plan)
+    if leaner is None:
+        return (
+            "use fewer frames (vdir init --frames), a smaller --size, --stdg-blocks "
+            "up_blocks.1 or --no-stdg"
+        )
+    known = plans.get(leaner.name) if plans else None
+    need = f" (estimated peak {gib(known.peak_bytes)})" if known is not None else ""
+    return f"try --memory {leaner.name}{need}: {leaner.describe()}"
