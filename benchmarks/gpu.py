@@ -363,7 +363,11 @@ def run(config: Config, out_dir: Path) -> dict[str, Any]:
     device = model.device
     if device.type == "cpu" and not config.tiny and config.frames * config.size**2 > 4 * 64**2:
         raise SystemExit("the real shape needs a CUDA GPU; use --tiny (or small --frames/--size)")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()})"
+    )
     try:
         gpu = gpus.gpu_class(name) if device.type == "cuda" else None
     except KeyError:
