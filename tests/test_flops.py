@@ -111,7 +111,12 @@ def test_the_counter_charges_the_measured_ratios_in_a_real_optimisation():
         stdg=stdg,
         counter=counter,
     )
-    costs = flops.measure_costs(named("tiny"), FRAMES, LATENT, flops.StdgPasses.of(stdg))
+    passes = flops.StdgPasses.of(stdg)
+    assert passes == flops.StdgPasses.from_config(STDGConfig(), has_mask=True)
+    assert flops.StdgPasses.from_config(STDGConfig(), has_mask=False) == flops.StdgPasses(
+        keys=False  # no mask: only eta_f and zeta_f (0) remain
+    )
+    costs = flops.measure_costs(named("tiny"), FRAMES, LATENT, passes)
     expected = invert_work(costs, steps, inner, stdg=True, report=False)["by_purpose"]
     for purpose in ("conditional", "null-text", "stdg-reference", "stdg"):
         assert counter.by_purpose[purpose] == pytest.approx(expected[purpose], abs=1e-3)

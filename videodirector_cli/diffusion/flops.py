@@ -52,6 +52,15 @@ class StdgPasses:
         """From a diffusion.stdg.STDG object."""
         return cls(tuple(stdg.config.blocks), bool(stdg.uses_temporal), bool(stdg.uses_keys))
 
+    @classmethod
+    def from_config(cls, config: Any, has_mask: bool) -> StdgPasses | None:
+        """From an STDGConfig, before any model exists (``--plan``); None when every
+        coefficient is zero (STDG then runs no pass)."""
+        coef = config.coefficients(has_mask)
+        temporal = coef["eta_f"] != 0 or coef["eta_b"] != 0
+        keys = coef["zeta_f"] != 0 or coef["zeta_b"] != 0
+        return cls(tuple(config.blocks), temporal, keys) if temporal or keys else None
+
 
 @dataclass(frozen=True)
 class UNetCosts:
@@ -185,7 +194,7 @@ def _unet_config(unet: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- measuring
 
 
-def _context(arch: Architecture, frames: int, dtype: torch.dtype, grad: bool) -> torch.Tensor:
+def _context(arch: Architecture, frames: int, grad: bool) -> torch.Tensor:
     import torch
 
     dim = int(arch.unet.get("cross_attention_dim") or arch.context_dim)
@@ -213,10 +222,10 @@ def _measure(
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        predict_noise(unet, latent, 500, _context(arch, frames, unet.dtype, False))
+        predict_noise(unet, latent, 500, _context(arch, frames, False))
     forward = counter.get_total_flops()
 
-    null = _context(arch, frames, unet.dtype, True)
+    null = _context(arch, frames, True)
     counter = FlopCounterMode(display=False)
     with counter:
         eps = predict_noise(unet, latent, 500, null)
@@ -294,7 +303,7 @@ def _measure_stdg(
     current = latent.clone().requires_grad_(True)
     counter = FlopCounterMode(display=False)
     with counter:
-        features = stdg_features(unet, current, _context(arch, frames, unet.dtype, False), stdg)
+        features = stdg_features(unet, current, _context(arch, frames, False), stdg)
         forward = counter.get_total_flops()
         # .backward, not autograd.grad: FlopCounterMode's module tracker hooks the leaves
         stdg_surrogate_loss(features).backward()
