@@ -9,7 +9,7 @@ from diffusers.models.attention_processor import AttnProcessor
 
 from videodirector_cli.diffusion.attention.layers import classify, layers_of
 from videodirector_cli.diffusion.attention.swap import swapped_processors
-from videodirector_cli.diffusion.passes import PassCounter
+from videodirector_cli.diffusion.passes import CostModel, PassCounter
 from videodirector_cli.diffusion.schedule import Schedule, make_ddim_scheduler
 
 
@@ -47,14 +47,21 @@ def test_invert_step_undoes_denoise_step_for_fixed_eps() -> None:
         assert torch.allclose(back, latents, atol=1e-10)
 
 
-def test_pass_counter_counts_backward_as_two_forwards() -> None:
+def test_pass_counter_charges_backwards_by_the_cost_model() -> None:
+    """Unmeasured, a backward costs 1 x the forward it reverses (rounded, documented); with a
+    cost model, the measured cost of that purpose, whatever fraction the call passes."""
     counter = PassCounter()
     counter.add_forward(rows=3, purpose="edit")
     counter.add_forward(rows=1, fraction=0.5, purpose="stdg")
     counter.add_backward(rows=1, fraction=0.5, purpose="stdg")
     assert counter.forwards == 2 and counter.backwards == 1
-    assert counter.forward_equivalents == pytest.approx(3 + 0.5 + 1.0)
-    assert counter.as_dict()["by_purpose"] == {"edit": 3.0, "stdg": 1.5}
+    assert counter.forward_equivalents == pytest.approx(3 + 0.5 + 0.5)
+    assert counter.as_dict()["by_purpose"] == {"edit": 3.0, "stdg": 1.0}
+    measured = PassCounter(costs=CostModel(backward={"stdg": 0.8, "null-text": 1.1}))
+    measured.add_backward(rows=1, fraction=0.5, purpose="stdg")
+    measured.add_backward(rows=2, purpose="null-text")
+    measured.add_backward(rows=1, fraction=0.25, purpose="other")
+    assert measured.by_purpose == pytest.approx({"stdg": 0.8, "null-text": 2.2, "other": 0.25})
 
 
 def test_layers_are_classified_by_module_name(tiny) -> None:

@@ -24,6 +24,8 @@ class DiffusionModel:
     """What identifies the weights (names, file hashes); part of every inversion key."""
     meaningless: bool = False
     """True for random weights: the pipeline runs, but images mean nothing."""
+    vae_frames: int = 4
+    """Frames per VAE encode/decode call (latents.py); memory.use_plan lowers it."""
 
     @property
     def vae_scale_factor(self) -> int:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.components import DiffusionModel
 
 DEFAULT_CHUNK = 4
-"""Frames per VAE call: about 2-3 GB of activations for 512x512 frames in half precision."""
+"""Frames per VAE call unless the model says otherwise (``DiffusionModel.vae_frames``, set by
+the memory options): about 2-3 GB of activations for 512x512 frames in half precision."""
 
 
 def check_frame_size(model: DiffusionModel, height: int, width: int) -> None:
@@ -57,8 +58,10 @@ def _vae(model: DiffusionModel) -> Any:
 
 
 def _vae_dtype_device(model: DiffusionModel) -> tuple[torch.dtype, torch.device]:
+    """The VAE's dtype, and where it runs: model.device (offload.model_offload may keep its
+    weights on the CPU between calls and brings them there when it runs)."""
     parameter = next(_vae(model).parameters())
-    return parameter.dtype, parameter.device
+    return parameter.dtype, model.device
 
 
 def _shift(model: DiffusionModel) -> float:
@@ -66,12 +69,17 @@ def _shift(model: DiffusionModel) -> float:
     return float(shift) if shift is not None else 0.0
 
 
+def _frames_per_call(model: DiffusionModel, chunk: int | None) -> int:
+    return max(1, int(chunk if chunk is not None else getattr(model, "vae_frames", DEFAULT_CHUNK)))
+
+
 def encode_frames(
-    model: DiffusionModel, frames: np.ndarray, chunk: int = DEFAULT_CHUNK
+    model: DiffusionModel, frames: np.ndarray, chunk: int | None = None
 ) -> torch.Tensor:
     """uint8 frames (F, H, W, 3) -> float32 latents (1, C, F, H/f, W/f), on model.device.
 
-    Deterministic: the posterior mean times the VAE's scaling factor.
+    Deterministic: the posterior mean times the VAE's scaling factor. ``chunk``: frames per VAE
+    call (default ``model.vae_frames``).
     """
     import torch
 
@@ -81,9 +89,10 @@ def encode_frames(
     vae_dtype, vae_device = _vae_dtype_device(model)
     scale = float(_vae(model).config.scaling_factor)
     shift = _shift(model)
+    chunk = _frames_per_call(model, chunk)
     parts = []
     with torch.no_grad():
-        for start in range(0, frames.shape[0], max(1, chunk)):
+        for start in range(0, frames.shape[0], chunk):
             pixels = frames_to_tensor(frames[start : start + chunk])
             pixels = pixels.to(device=vae_device, dtype=vae_dtype)
             mean = _vae(model).encode(pixels).latent_dist.mean
@@ -93,9 +102,9 @@ def encode_frames(
 
 
 def decode_latents(
-    model: DiffusionModel, latents: torch.Tensor, chunk: int = DEFAULT_CHUNK
+    model: DiffusionModel, latents: torch.Tensor, chunk: int | None = None
 ) -> np.ndarray:
-    """Latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3)."""
+    """Latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3); ``chunk`` as in encode_frames."""
     import torch
 
     if latents.ndim != 5 or latents.shape[0] != 1:
@@ -104,9 +113,10 @@ def decode_latents(
     scale = float(_vae(model).config.scaling_factor)
     shift = _shift(model)
     per_frame = latents[0].permute(1, 0, 2, 3)  # (F, C, h, w)
+    chunk = _frames_per_call(model, chunk)
     out = []
     with torch.no_grad():
-        for start in range(0, per_frame.shape[0], max(1, chunk)):
+        for start in range(0, per_frame.shape[0], chunk):
             part = per_frame[start : start + chunk].float() / scale + shift
             images = _vae(model).decode(part.to(device=vae_device, dtype=vae_dtype)).sample
             out.append(tensor_to_frames(images.clamp(-1, 1)))

@@ -63,10 +63,8 @@ def encode_prompts(model: DiffusionModel, texts: Sequence[str]) -> torch.Tensor:
     if not texts:
         raise ValueError("encode_prompts needs at least one text")
     ids = _token_ids(model, texts)
-    encoder = model.text_encoder
-    encoder_device = next(encoder.parameters()).device
-    with torch.no_grad():
-        hidden = encoder(ids.to(encoder_device))[0]
+    with torch.no_grad():  # on model.device: the encoder is there, or offloaded and on its way
+        hidden = model.text_encoder(ids.to(model.device))[0]
     return hidden.to(device=model.device, dtype=model.dtype)
 
 

@@ -56,6 +56,54 @@ def build_tiny_tokenizer():
 TINY_CHANNELS = (32, 32, 64)
 TINY_LAYERS = 1
 
+UNET2D_CONFIG: dict[str, Any] = dict(
+    block_out_channels=TINY_CHANNELS,
+    layers_per_block=TINY_LAYERS,
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=TINY_HIDDEN,
+    attention_head_dim=8,
+    norm_num_groups=4,
+)
+ADAPTER_CONFIG: dict[str, Any] = dict(
+    block_out_channels=TINY_CHANNELS,
+    motion_layers_per_block=TINY_LAYERS,
+    motion_norm_num_groups=4,
+    motion_num_attention_heads=2,
+    motion_max_seq_length=32,
+)
+VAE_CONFIG: dict[str, Any] = dict(
+    block_out_channels=[16, 32],
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    latent_channels=4,
+    norm_num_groups=4,
+    sample_size=32,
+)
+TOKENIZER_SIZE = 2 + 2 * 256
+"""The byte-level vocabulary: two specials, 256 byte characters with and without '</w>'."""
+
+
+def text_encoder_fields(vocab_size: int = TOKENIZER_SIZE) -> dict[str, Any]:
+    """CLIPTextConfig fields of the tiny text encoder (the meta-device estimate reads them too)."""
+    return dict(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+    )
+
 
 @dataclass
 class TinyParts:
@@ -77,65 +125,29 @@ class TinyParts:
 def _unet2d() -> Any:
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(
-        block_out_channels=TINY_CHANNELS,
-        layers_per_block=TINY_LAYERS,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TINY_HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=4,
-    )
+    return UNet2DConditionModel(**UNET2D_CONFIG)
 
 
 def _adapter(original_layout: bool) -> Any:
     from diffusers import MotionAdapter
 
-    return MotionAdapter(
-        block_out_channels=TINY_CHANNELS,
-        motion_layers_per_block=TINY_LAYERS,
+    config = dict(ADAPTER_CONFIG)
+    if original_layout:
         # AnimateDiff's original motion files: 32 groups and 8 heads (their shapes do not say)
-        motion_norm_num_groups=32 if original_layout else 4,
-        motion_num_attention_heads=8 if original_layout else 2,
-        motion_max_seq_length=32,
-    )
+        config.update(motion_norm_num_groups=32, motion_num_attention_heads=8)
+    return MotionAdapter(**config)
 
 
 def _vae() -> Any:
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
-        block_out_channels=[16, 32],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    return AutoencoderKL(**VAE_CONFIG)
 
 
 def _text_encoder(tokenizer: Any) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=TINY_HIDDEN,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )
+    return CLIPTextModel(CLIPTextConfig(**text_encoder_fields(len(tokenizer))))
 
 
 def build_tiny_parts(seed: int = 1, original_motion_layout: bool = True) -> TinyParts:

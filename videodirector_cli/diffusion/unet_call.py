@@ -112,11 +112,20 @@ def run_until(
     fraction = forward_fraction(unet, tuple(sample.shape), tuple(context.shape), stop_after)
     if counter is not None:
         counter.add_forward(rows=latents.shape[0], fraction=fraction, purpose=purpose)
+    run_to(unet, sample, timestep, context, stop_after)
+    return fraction
+
+
+def run_to(
+    unet, sample: torch.Tensor, timestep: int, context: torch.Tensor, stop_after: Sequence[str]
+) -> None:
+    """The bare partial forward of ``run_until``: ``sample`` and ``context`` already in the
+    UNet's layout and dtype; nothing counted."""
     with _stop_when_done(unet, stop_after):
         try:
             unet(sample, timestep, encoder_hidden_states=context)
         except _StopForward:
-            return fraction
+            return
     raise RuntimeError(f"the UNet never ran all of {list(stop_after)}")
 
 

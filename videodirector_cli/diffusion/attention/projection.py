@@ -55,7 +55,15 @@ def sdpa(
     scale: float,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """scaled_dot_product_attention, in batch chunks on the CPU so its math kernel fits memory."""
+    """scaled_dot_product_attention, in batch chunks on the CPU so its math kernel fits memory.
+
+    On the meta device (memory and FLOP accounting, diffusion/accounting.py) it runs the
+    memory-efficient kernel CUDA picks, which PyTorch would otherwise replace by its math
+    kernel there: the accounting then neither stores a full attention map nor misses the
+    backward's recomputation of it.
+    """
+    if query.device.type == "meta":
+        return _meta_efficient_attention(query, key, value, scale, mask)
     batch, heads, queries, _ = query.shape
     per_item = heads * queries * key.shape[2] * 4
     if query.device.type != "cpu" or batch * per_item <= _CPU_MAP_BUDGET:
@@ -76,6 +84,21 @@ def sdpa(
             )
         )
     return torch.cat(parts)
+
+
+def _meta_efficient_attention(query, key, value, scale: float, mask) -> torch.Tensor:
+    bias = None
+    if mask is not None:
+        bias = mask
+        if mask.dtype == torch.bool:  # what SDPA does with a boolean mask before its kernels
+            bias = torch.zeros(mask.shape, dtype=query.dtype, device=query.device)
+            bias = bias.masked_fill(~mask, float("-inf"))
+        bias = bias.to(query.dtype).expand(query.shape[0], query.shape[1], query.shape[2], -1)
+    needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value))
+    out = torch.ops.aten._scaled_dot_product_efficient_attention(
+        query, key, value, bias, needs_grad, scale=scale
+    )
+    return out[0]
 
 
 def attention_bias(attn, attention_mask: torch.Tensor | None, batch: int, keys: int):
