@@ -168,9 +168,13 @@ def test_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
     monkeypatch.setattr("videodirector_cli.diffusion.null_text.optimise_nulls", no_memory)
     result = _invoke(root, *FAST)
     assert result.exit_code == 9
-    assert "out of GPU memory" in result.stderr and "--dtype" in result.stderr
+    assert "out of GPU memory" in result.stderr and "--memory low" in result.stderr
     (record,) = Project.open(root).manifest.inversions.values()
     assert record.status == "failed"
+    # after the leanest plan the advice turns to the clip and the guidance
+    result = _invoke(root, *FAST, "--memory", "lowest")
+    assert result.exit_code == 9 and "--memory" not in result.stderr.split("out of GPU memory")[1]
+    assert "fewer frames" in result.stderr
 
 
 def test_a_nan_stops_keeps_the_good_steps_and_says_so(tmp_path):

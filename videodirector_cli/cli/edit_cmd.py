@@ -8,11 +8,15 @@ from videodirector_cli.cli.app import handles_errors
 from videodirector_cli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_DTYPE,
+    DEFAULT_MEMORY,
     DeviceOpt,
     DtypeOpt,
+    GpuOpt,
     JsonOpt,
+    MemoryOpt,
     ModelOpt,
     MotionAdapterOpt,
+    PlanOpt,
     ProjectOpt,
     QuietOpt,
     VaeOpt,
@@ -21,7 +25,7 @@ from videodirector_cli.cli.options import (
     setting,
 )
 from videodirector_cli.settings.edit import EditRequest, EditSettings, parse_reweight
-from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 
 @handles_errors
@@ -49,6 +53,9 @@ def edit(
     vae: VaeOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,
     dtype: DtypeOpt = DEFAULT_DTYPE,
+    memory: MemoryOpt = DEFAULT_MEMORY,
+    plan: PlanOpt = False,
+    gpu: GpuOpt = None,
     project: ProjectOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -77,7 +84,13 @@ def edit(
         model=model, motion_adapter=motion_adapter, vae=vae, device=device, dtype=dtype
     )
     request = EditRequest(
-        prompt=prompt, name=name, inversion=inversion, force=force, settings=settings, model=choice
+        prompt=prompt,
+        name=name,
+        inversion=inversion,
+        force=force,
+        settings=settings,
+        model=choice,
+        run=RunChoice(memory=memory, plan=plan, gpu=gpu),
     )
     run_stage(run_edit, project, request, output)
 

@@ -8,11 +8,15 @@ from videodirector_cli.cli.app import handles_errors
 from videodirector_cli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_DTYPE,
+    DEFAULT_MEMORY,
     DeviceOpt,
     DtypeOpt,
+    GpuOpt,
     JsonOpt,
+    MemoryOpt,
     ModelOpt,
     MotionAdapterOpt,
+    PlanOpt,
     ProjectOpt,
     QuietOpt,
     VaeOpt,
@@ -28,7 +32,7 @@ from videodirector_cli.settings.invert import (
     NullTextSettings,
     STDGSettings,
 )
-from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -68,6 +72,9 @@ def invert(
     vae: VaeOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,
     dtype: DtypeOpt = DEFAULT_DTYPE,
+    memory: MemoryOpt = DEFAULT_MEMORY,
+    plan: PlanOpt = False,
+    gpu: GpuOpt = None,
     project: ProjectOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -107,7 +114,8 @@ def invert(
     choice = ModelChoice(
         model=model, motion_adapter=motion_adapter, vae=vae, device=device, dtype=dtype
     )
-    request = InvertRequest(prompt=prompt, settings=settings, model=choice)
+    run = RunChoice(memory=memory, plan=plan, gpu=gpu)
+    request = InvertRequest(prompt=prompt, settings=settings, model=choice, run=run)
     run_stage(run_invert, project, request, out)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from videodirector_cli.output import Output
 from videodirector_cli.settings.base import field_default, field_help, option_name
-from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 _FIELD = object()
 
@@ -69,6 +69,22 @@ MotionAdapterOpt = Annotated[
 VaeOpt = Annotated[str | None, _model_option("vae", "VDIR_VAE", show_default=False)]
 DeviceOpt = Annotated[str, _model_option("device", "VDIR_DEVICE")]
 DtypeOpt = Annotated[str, _model_option("dtype", "VDIR_DTYPE")]
+MemoryOpt = Annotated[
+    str,
+    typer.Option(
+        option_name(RunChoice, "memory"), envvar="VDIR_MEMORY", help=field_help(RunChoice, "memory")
+    ),
+]
+PlanOpt = Annotated[
+    bool, typer.Option(option_name(RunChoice, "plan"), help=field_help(RunChoice, "plan"))
+]
+GpuOpt = Annotated[
+    str | None,
+    typer.Option(
+        option_name(RunChoice, "gpu"), help=field_help(RunChoice, "gpu"), show_default=False
+    ),
+]
+DEFAULT_MEMORY = field_default(RunChoice, "memory")
 DEFAULT_DEVICE = field_default(ModelChoice, "device")
 DEFAULT_DTYPE = field_default(ModelChoice, "dtype")
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from videodirector_cli.errors import UsageError
 from videodirector_cli.settings.base import Settings
 from videodirector_cli.settings.invert import MaskUse, Target
-from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 EditMode = Literal["auto", "replace", "refine"]
 
@@ -154,8 +154,10 @@ class EditRequest(Settings):
     )
     settings: EditSettings = Field(default_factory=EditSettings)
     model: ModelChoice = Field(default_factory=ModelChoice)
+    run: RunChoice = Field(default_factory=RunChoice)
 
     def check(self) -> None:
+        self.run.check()
         if not self.prompt.strip():
             raise UsageError(
                 "the edit prompt is empty", hint='vdir edit "a tiger walking on rocks"'

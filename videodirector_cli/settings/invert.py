@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from videodirector_cli.errors import UsageError
 from videodirector_cli.settings.base import Settings
-from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 NullMode = Literal["per-frame", "shared"]
 Target = Literal["foreground", "background"]
@@ -168,6 +168,8 @@ class InvertRequest(Settings):
     )
     settings: InvertSettings = Field(default_factory=InvertSettings)
     model: ModelChoice = Field(default_factory=ModelChoice)
+    run: RunChoice = Field(default_factory=RunChoice)
 
     def check(self) -> None:
+        self.run.check()
         self.settings.check()

@@ -32,12 +32,19 @@ from videodirector_cli.project.atomic import (
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.manifest import stage_state
 from videodirector_cli.project.params import EditParams, InversionParams
-from videodirector_cli.project.readers import EDIT_LATENTS, edit_intact, read_project_masks
+from videodirector_cli.project.readers import (
+    EDIT_LATENTS,
+    edit_intact,
+    frames_info,
+    read_project_masks,
+)
 from videodirector_cli.project.store import Project
 from videodirector_cli.settings.edit import EditRequest
+from videodirector_cli.settings.model import ModelChoice
 from videodirector_cli.stages.common import load_inversion, load_inversion_model, resolve_inversion
 from videodirector_cli.stages.edit_names import check_name, derive_name
 from videodirector_cli.stages.outcome import StageOutcome
+from videodirector_cli.stages.planning import Frames, plan_outcome, run_plan
 
 if TYPE_CHECKING:
     import numpy as np
@@ -163,8 +170,20 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> StageOut
         name, up_to_date = choose_name(project, request, params)
         if up_to_date:
             return _up_to_date_result(name, key)
+    info = frames_info(project)
+    frames_shape = Frames(info.count, info.height, info.width)
+    if request.run.plan:
+        return plan_outcome(
+            "edit",
+            _planned_model(request, inversion),
+            request.run,
+            frames_shape,
+            steps=inversion.settings.steps,
+        )
     model = load_inversion_model(record, request.model, output)
+    from videodirector_cli.diffusion.devices import oom_guard
     from videodirector_cli.diffusion.editing import plan_edit
+    from videodirector_cli.diffusion.memory import use_plan
 
     plan = plan_edit(
         model, inversion.prompt, request.prompt, params.settings, inversion.settings.guidance_scale
@@ -178,12 +197,26 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> StageOut
             "no mask: SA-II has nothing to mask out, so the edit attends to every "
             "reconstruction key (run vdir mask to keep source content out of the edited object)"
         )
-    with project.writing("edit"):
+    memory_plan, advice = run_plan(
+        "edit", model, request.run, frames_shape, output, steps=stored.steps
+    )
+    with project.writing("edit"), oom_guard(advice), use_plan(model, memory_plan):
         resolve_inversion(project, key)  # the manifest was re-read under the lock
         name, up_to_date = choose_name(project, request, params)
         if up_to_date:
             return _up_to_date_result(name, key)
-        return _run_locked(project, output, model, stored, plan, masks, name, params)
+        outcome = _run_locked(project, output, model, stored, plan, masks, name, params)
+        outcome.data["memory"] = memory_plan.name
+        return outcome
+
+
+def _planned_model(request: EditRequest, inversion: InversionParams) -> ModelChoice:
+    """The model --plan estimates: the user's if named, else the inversion's, on this device."""
+    if request.model.names_weights:
+        return request.model
+    return inversion.model.model_copy(
+        update={"device": request.model.device, "dtype": request.model.dtype}
+    )
 
 
 def _run_locked(

@@ -26,23 +26,20 @@ from videodirector_cli.project.store import Project
 from videodirector_cli.settings.invert import InvertRequest
 from videodirector_cli.stages.inversion_files import InversionFiles
 from videodirector_cli.stages.outcome import StageOutcome
+from videodirector_cli.stages.planning import Frames, invert_work, plan_outcome, run_plan
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from videodirector_cli.diffusion.components import DiffusionModel
+    from videodirector_cli.diffusion.memory import MemoryPlan
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.schedule import Schedule
     from videodirector_cli.diffusion.trajectory import TrajectoryStep
 
 ALGORITHM_VERSION = 1
 """Bump when the math changes: old inversions then no longer count as up to date."""
-
-OOM_ADVICE = (
-    "use --dtype bf16 or fp16, fewer frames (vdir init --frames) or a smaller --size; "
-    "--stdg-blocks up_blocks.1 or --no-stdg lowers the memory of the guidance pass"
-)
 
 
 @dataclass
@@ -100,6 +97,10 @@ def run_invert(
         model=request.model,
         algorithm_version=ALGORITHM_VERSION,
     )
+    shape, work = Frames(info.count, info.height, info.width), invert_work(settings, masks)
+    if request.run.plan:
+        planned = plan_outcome("invert", request.model, request.run, shape, **work)
+        return InvertOutcome(planned.data, planned.human)
     inputs = _inputs(project, prompt, masks is not None)
     same = _up_to_date(project, params, inputs)
     if same is not None:
@@ -107,6 +108,7 @@ def run_invert(
 
     from videodirector_cli.diffusion.devices import oom_guard
     from videodirector_cli.diffusion.latents import check_frame_size
+    from videodirector_cli.diffusion.memory import use_plan
     from videodirector_cli.diffusion.prompts import check_prompt
     from videodirector_cli.diffusion.stdg import check_blocks
     from videodirector_cli.media.frames import read_frames
@@ -130,7 +132,8 @@ def run_invert(
             "no mask: the whole frame counts as foreground, so the background STDG terms are off"
             + (" (vdir mask makes one)" if settings.mask == "auto" else "")
         )
-    with project.writing("invert"), oom_guard(OOM_ADVICE):
+    plan, advice = run_plan("invert", model, request.run, shape, output, **work)
+    with project.writing("invert"), oom_guard(advice), use_plan(model, plan):
         if request.prompt is not None and project.manifest.prompt != prompt:
             project.manifest.prompt = prompt
             project.save()
@@ -141,7 +144,7 @@ def run_invert(
             project.manifest.current_inversion = key
             project.save()
             return _already_done(project, key)
-        return _run_locked(project, output, model, frames, masks, params, inputs, on_step)
+        return _run_locked(project, output, model, frames, masks, params, inputs, on_step, plan)
 
 
 def _inputs(project: Project, prompt: str, use_masks: bool) -> dict[str, str]:
@@ -194,9 +197,11 @@ def _run_locked(
     params: InversionParams,
     inputs: dict[str, str],
     on_step: Any,
+    plan: MemoryPlan,
 ) -> InvertOutcome:
     import torch
 
+    from videodirector_cli.diffusion import flops
     from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.prompts import encode_prompt
@@ -237,6 +242,10 @@ def _run_locked(
         if settings.stdg.enabled:
             mask_tensor = None if masks is None else torch.from_numpy(masks).to(device)
             stdg = STDG(model.unet, settings.stdg, mask_tensor, tuple(pivots.shape[-2:]), counter)
+        latent_hw = (int(pivots.shape[-2]), int(pivots.shape[-1]))
+        counter.costs = flops.cost_model(
+            model.unet, frames.shape[0], latent_hw, stdg, plan.checkpointing
+        )
         run.checkpoint(done, **history.metrics())
         with output.progress("inverting", total=steps) as bar:
             bar.update(completed=done)
@@ -302,6 +311,7 @@ def _run_locked(
     result = {
         "inversion": key,
         "up_to_date": False,
+        "memory": plan.name,
         "steps": steps,
         "losses": history.losses,
         "iterations": history.iterations,
