@@ -4,9 +4,9 @@ The toy check (``toy.check``), the quality benchmark and the demo's test use thi
 
 * background: the median (over all pixels and frames) of the max-channel distance between the
   clip and the prompt's background as the world paints it; correct when below ``BG_TOL``;
-* object region: per frame, the pixels farther than ``FG_TOL`` from that background; frames
-  where it is smaller than ``MIN_AREA`` or larger than ``MAX_AREA_FRAC`` of the frame hold no
-  single object;
+* object region: per frame, the largest connected region of pixels farther than ``FG_TOL``
+  from that background; frames where those pixels cover less than ``MIN_AREA`` or more than
+  ``MAX_AREA_FRAC`` of the frame hold no single object;
 * colour: the median colour of the object region, nearest named colour of ``world.COLOURS``;
 * motion: the region's centroid per frame, least-squares slope over the clip -> displacement;
   small displacement with a large vertical range is "bouncing", otherwise the nearest of the
@@ -63,14 +63,36 @@ def object_masks(frames: np.ndarray, background: str) -> tuple[np.ndarray, float
     return dist > FG_TOL, float(np.median(dist))
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a (H, W) bool mask (min-label propagation)."""
+    if not mask.any():
+        return mask
+    height, width = mask.shape
+    big = np.iinfo(np.int64).max
+    labels = np.where(mask, np.arange(1, height * width + 1).reshape(height, width), big)
+    while True:
+        p = np.pad(labels, 1, constant_values=big)
+        low = np.minimum.reduce([labels, p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
+        low = np.where(mask, low, big)
+        if np.array_equal(low, labels):
+            break
+        labels = low
+    ids, counts = np.unique(labels[mask], return_counts=True)
+    return labels == ids[np.argmax(counts)]
+
+
 def object_region(frames: np.ndarray, background: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """(masks, valid, background error): ``object_masks`` with the frames that hold no single
-    object (too small or too large a region) cleared and marked invalid."""
+    """(masks, valid, background error): per frame the largest connected region far from the
+    background (a stray pixel, e.g. a decoder's corner artefact, is not part of the object);
+    frames that hold no single object (too small or too large a region) are cleared and
+    marked invalid."""
     masks, bg_err = object_masks(frames, background)
     height, width = frames.shape[1:3]
     areas = masks.reshape(masks.shape[0], -1).sum(axis=1)
     valid = (areas >= MIN_AREA) & (areas <= MAX_AREA_FRAC * height * width)
     masks[~valid] = False
+    for f in np.nonzero(valid)[0]:
+        masks[f] = largest_component(masks[f])
     return masks, valid, bg_err
 
 
