@@ -133,6 +133,10 @@ def doc_grids(
     """Sample grids for the docs: the same seed on every row, so rows differ by their prompt
     alone; each row's label ends with what the scorer read from the generated clip."""
     folder.mkdir(parents=True, exist_ok=True)
+    world_rows = [
+        (c.caption, c.frames) for c in (world.make_clip(s, split="train") for s in range(6))
+    ]
+    save_grid(world_rows, folder / "toy_world.png")  # the training world itself
     for name, prompts in DOC_PROMPTS.items():
         rows = []
         for c, s, d, b in prompts:
@@ -203,7 +207,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--doc-grids",
         default=None,
-        help="also write toy_samples_{colours,shapes,motion}.png into this folder",
+        help="also write toy_world.png and toy_samples_{colours,shapes,motion}.png here",
     )
     args = p.parse_args(argv)
     n_max = len(world.heldout_combos())
