@@ -44,10 +44,18 @@ def ckpt(tmp_path, stage: str) -> dict:
     return torch.load(tmp_path / "work" / f"{stage}.pt", weights_only=False)
 
 
-def test_all_stages_export_the_ema_weights_as_a_folder_that_loads(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run of every stage, shared by the tests that only read its results."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    assert run(tmp_path, "--loss-png", str(tmp_path / "loss.png")) == 0
+    return tmp_path
+
+
+def test_all_stages_export_the_ema_weights_as_a_folder_that_loads(trained):
     from diffusers import AnimateDiffPipeline
 
-    assert run(tmp_path, "--loss-png", str(tmp_path / "loss.png")) == 0
+    tmp_path = trained
     work = tmp_path / "work"
     for name in ("vae.pt", "latents.pt", "image.pt", "video.pt", "loss.png", "progress.json"):
         assert (work / name).is_file(), name
@@ -262,16 +270,16 @@ def test_fresh_motion_modules_start_as_the_identity():
     assert not torch.allclose(raw, video, atol=1e-3)
 
 
-def test_init_from_a_pipeline_fine_tunes_its_weights(tmp_path):
+def test_init_from_a_pipeline_fine_tunes_its_weights(trained, tmp_path):
     """A fresh machine (a GPU lent for minutes) continues from a pipeline folder: its VAE counts
     as trained, the video stage starts from its UNet and text encoder."""
     from diffusers import UNetMotionModel
 
-    assert run(tmp_path, "--stages", "vae,latents,image,video,export") == 0
     work2 = tmp_path / "work2"
-    args = ["--init-from", str(tmp_path / "out"), "--work", str(work2), *TINY, "--stages", "video"]
+    folder = trained / "out"
+    args = ["--init-from", str(folder), "--work", str(work2), *TINY, "--stages", "video"]
     assert train.main([*args, "--video-steps", "0"]) == 0
-    shipped = UNetMotionModel.from_pretrained(tmp_path / "out", subfolder="unet").state_dict()
+    shipped = UNetMotionModel.from_pretrained(folder, subfolder="unet").state_dict()
     seeded = torch.load(work2 / "video.pt", weights_only=False)
     assert seeded["step"] == 0 and set(seeded["model"]) == set(shipped)
     assert all(torch.equal(seeded["model"][k], v.float()) for k, v in shipped.items())
@@ -280,14 +288,7 @@ def test_init_from_a_pipeline_fine_tunes_its_weights(tmp_path):
     assert torch.load(work2 / "video.pt", weights_only=False)["step"] == 1
     with pytest.raises(SystemExit, match="needs a new work folder"):
         train.main(
-            [
-                "--init-from",
-                str(tmp_path / "out"),
-                "--work",
-                str(tmp_path / "work"),
-                "--stages",
-                "video",
-            ]
+            ["--init-from", str(folder), "--work", str(trained / "work"), "--stages", "video"]
         )
 
 
