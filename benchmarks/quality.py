@@ -135,7 +135,7 @@ def run_clip(model, config: Config, index: int, sheet: Path | None = None) -> di
         }
         panels.append((row.name, frames))
     if sheet is not None:
-        from videodirector_cli.toy.check import save_grid
+        from videodirector_cli.toy.grid import save_grid
 
         sheet.parent.mkdir(parents=True, exist_ok=True)
         save_grid(panels, sheet)

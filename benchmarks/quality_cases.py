@@ -8,7 +8,7 @@ exact target clip and masks.
 
 Scoring an edited clip (uint8 frames):
 
-* edit accuracy: ``toy.check.score_clip`` against the target attributes: the edited attribute
+* edit accuracy: ``toy.scorer.score_clip`` against the target attributes: the edited attribute
   (colour, shape or background) is right (``target_ok``), and all of colour, shape, background and
   direction are (``all_ok``). The object is found by its distance to the target background.
 * unedited-region PSNR (``keep_psnr``, "background fidelity"): for object edits, PSNR against
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from videodirector_cli import metrics
-from videodirector_cli.toy import check, world
+from videodirector_cli.toy import scorer, world
 
 QUALITY_SEED_START = world.HELDOUT_SEED_START + 200_000
 """Clip seeds of the benchmark; training draws seeds far below world.HELDOUT_SEED_START."""
@@ -110,10 +110,10 @@ def make_case(
 def found_object_masks(frames: np.ndarray, background: str) -> np.ndarray:
     """(F, H, W) bool object pixels found by distance to ``background`` as the world paints it;
     frames where that region is too small or too large (no single object) are left empty."""
-    masks, _ = check.object_masks(frames, background)
+    masks, _ = scorer.object_masks(frames, background)
     height, width = frames.shape[1:3]
     areas = masks.reshape(masks.shape[0], -1).sum(axis=1)
-    valid = (areas >= check.MIN_AREA) & (areas <= check.MAX_AREA_FRAC * height * width)
+    valid = (areas >= scorer.MIN_AREA) & (areas <= scorer.MAX_AREA_FRAC * height * width)
     masks[~valid] = False
     return masks
 
@@ -121,7 +121,7 @@ def found_object_masks(frames: np.ndarray, background: str) -> np.ndarray:
 def score_edit(case: Case, frames: np.ndarray) -> dict[str, float]:
     """Every per-clip number for an edited clip (uint8 (F, H, W, 3))."""
     target = case.target
-    scored = check.score_clip(
+    scored = scorer.score_clip(
         frames, target.colour, target.shape, target.direction, target.background
     )
     target_ok = {
@@ -132,7 +132,7 @@ def score_edit(case: Case, frames: np.ndarray) -> dict[str, float]:
     all_ok = scored.colour_ok and scored.shape_ok and scored.bg_ok and scored.direction_ok
     found = found_object_masks(frames, target.background)
     trajectory = metrics.trajectory_error(
-        metrics.centroids(case.target.masks), metrics.centroids(found, min_area=check.MIN_AREA)
+        metrics.centroids(case.target.masks), metrics.centroids(found, min_area=scorer.MIN_AREA)
     )
     return {
         "target_ok": float(target_ok),

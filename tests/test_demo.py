@@ -73,13 +73,13 @@ def test_default_demo_colour_edit_comes_out_in_the_new_colour(tmp_path: Path) ->
     """The demo as a user runs it (15 steps): the shipped toy model and the full method turn the
     red circle white and keep its path and background, by the toy model's own scorer."""
     from videodirector_cli.settings.demo import DemoRequest
-    from videodirector_cli.toy import check
+    from videodirector_cli.toy import scorer
 
     data = _demo(tmp_path / "demo", steps=None)
     project = Project.open(Path(data["project"]))
     request = DemoRequest()
     frames = read_frames([project.paths.edit_frame("colour", i) for i in range(16)])
-    score = check.score_clip(
+    score = scorer.score_clip(
         frames, request.new_colour, request.shape, request.direction, request.background
     )
     assert score.colour_ok and score.direction_ok and score.bg_ok, score

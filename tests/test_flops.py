@@ -151,3 +151,13 @@ def test_the_shipped_cost_cache_matches_a_fresh_measurement():
         for name in ("forward_flop", "null_text_backward_flop", "stdg_forward_flop"):
             assert getattr(fresh, name) == entry[name], name
         assert fresh.stdg_backward_flop == entry["stdg_backward_flop"]
+
+
+def test_a_loaded_config_with_paths_is_plain_data():
+    """A model loaded from a folder carries paths in its config (diffusers' _name_or_path)."""
+    from pathlib import Path
+
+    from videodirector_cli.diffusion.architecture import _plain
+
+    config = {"_name_or_path": Path("/x"), "sample_size": 64, "blocks": (1, 2), "at": Path("a")}
+    assert _plain(config) == {"sample_size": 64, "blocks": [1, 2], "at": "a"}

@@ -1,28 +1,37 @@
-"""The toy model's training script (toy.train, toy.train_denoiser): every stage runs, resumes
-without redoing work, draws the same data for the same step, and exports a loadable folder."""
+"""The toy model's training script (toy.train and its stages): every stage runs, resumes without
+redoing a step (and lands on the weights an uninterrupted run reaches), refuses bad options with
+one line before writing anything, trains on cached latents, and exports the EMA weights."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 
+import pytest
 import torch
 
-from videodirector_cli.toy import configs, train, vocab
+from videodirector_cli.toy import configs, latents, train, vocab, world
 from videodirector_cli.toy.train_denoiser import (
     DenoiserSettings,
     DenoiserTrainer,
-    cosine_lr,
     zero_motion_outputs,
+)
+from videodirector_cli.toy.training import (
+    Ema,
+    RunSettings,
+    Runtime,
+    add_options,
+    cosine_lr,
+    settings_from,
 )
 
 TINY = [
-    "--vae-steps", "2", "--vae-batch", "8",
-    "--dec-steps", "1", "--dec-batch", "4",
-    "--vae2-steps", "1", "--edge-px", "1",
+    "--vae-steps", "2", "--vae-batch", "4",
+    "--train-seeds", "12",
     "--image-steps", "2", "--image-batch", "4",
     "--video-steps", "1", "--video-batch", "1",
-    "--threads", "1",
+    "--threads", "1", "--log-every", "1",
 ]  # fmt: skip
 
 
@@ -31,71 +40,205 @@ def run(tmp_path, *extra: str) -> int:
     return train.main(["--out", str(out), "--work", str(tmp_path / "work"), *TINY, *extra])
 
 
-def test_all_stages_export_a_folder_that_loads_and_a_rerun_resumes(tmp_path):
+def ckpt(tmp_path, stage: str) -> dict:
+    return torch.load(tmp_path / "work" / f"{stage}.pt", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run of every stage, shared by the tests that only read its results."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    assert run(tmp_path, "--loss-png", str(tmp_path / "loss.png")) == 0
+    return tmp_path
+
+
+def test_all_stages_export_the_ema_weights_as_a_folder_that_loads(trained):
     from diffusers import AnimateDiffPipeline
 
-    assert run(tmp_path, "--loss-png", str(tmp_path / "loss.png")) == 0
+    tmp_path = trained
     work = tmp_path / "work"
-    for name in ("state.pt", "decoder.pt", "vae2.pt", "image.pt", "video.pt", "loss.png"):
+    for name in ("vae.pt", "latents.pt", "image.pt", "video.pt", "loss.png", "progress.json"):
         assert (work / name).is_file(), name
     assert (tmp_path / "loss.png").stat().st_size > 1000
     progress = json.loads((work / "progress.json").read_text())
-    assert progress["vae_step"] == 2 and progress["steps"] == {"image": 2, "video": 1}
+    assert progress["vae"]["steps"] == 2 and progress["latents"]["clips"] == 12
+    assert progress["image"]["steps"] == 2 and progress["video"]["steps"] == 1
+    assert progress["video"]["cpu_seconds"] > 0
 
     pipe = AnimateDiffPipeline.from_pretrained(tmp_path / "out")
     assert pipe.vae.config.scaling_factor != 1.0  # set from the trained latents
-    video = torch.load(work / "video.pt", weights_only=False)
-    saved = {k: v.to(torch.float16) for k, v in video["model"].items()}
-    exported = pipe.unet.state_dict()
-    assert set(saved) == set(exported)
+    video = ckpt(tmp_path, "video")
     key = "up_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k.weight"
-    assert torch.equal(saved[key], exported[key].to(torch.float16))
-
-    # a second run with the same budget does no new step; a larger budget continues from there
-    before = (work / "image.pt").stat().st_mtime_ns
-    assert run(tmp_path, "--stages", "image") == 0
-    assert torch.load(work / "image.pt", weights_only=False)["step"] == 2
-    assert run(tmp_path, "--stages", "image", "--image-steps", "3") == 0
-    image = torch.load(work / "image.pt", weights_only=False)
-    assert image["step"] == 3 and len(image["losses"]) == 3
-    assert (work / "image.pt").stat().st_mtime_ns != before
+    exported = pipe.unet.state_dict()[key].to(torch.float16)
+    ema = video["ema"]["shadow"][f"model.{key}"].to(torch.float16)
+    assert torch.equal(exported, ema)  # the export holds the EMA, not the raw weights
+    assert not torch.equal(ema, video["model"][key].to(torch.float16))
+    assert set(pipe.unet.state_dict()) == set(video["model"])
 
 
-def test_video_stage_refuses_to_start_before_the_image_stage(tmp_path, capsys):
-    assert run(tmp_path, "--stages", "vae") == 0
-    try:
-        run(tmp_path, "--stages", "video", "--image-steps", "5")
-    except SystemExit as exc:
-        assert "image stage" in str(exc)
-    else:
-        raise AssertionError("the video stage started without an image model")
+def test_a_stopped_run_resumes_where_it_stopped_and_lands_on_the_same_weights(tmp_path):
+    """--max-minutes stops after the first step (as Ctrl-C / SIGTERM would, through the same
+    save); the rerun does the remaining steps only, and the weights equal an uninterrupted
+    run's: data and noise are functions of (seed, stage, step)."""
+    stages = ["--stages", "vae,latents,image", "--image-steps", "3"]
+    first = tmp_path / "a"
+    assert run(first, *stages, "--max-minutes", "0.00001") == train.PAUSED
+    assert ckpt(first, "vae")["step"] == 1
+    assert run(first, *stages, "--max-minutes", "0.00001") == train.PAUSED
+    assert ckpt(first, "vae")["step"] == 2 and ckpt(first, "image")["step"] == 1
+    assert run(first, *stages) == 0
+    resumed = ckpt(first, "image")
+    assert resumed["step"] == 3 and len(resumed["losses"]) == 3
+
+    straight = tmp_path / "b"
+    assert run(straight, *stages) == 0
+    direct = ckpt(straight, "image")
+    assert resumed["losses"] == direct["losses"]
+    for key, value in direct["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+    # a rerun with the same budget does no step; a larger budget continues from there
+    assert run(first, *stages) == 0
+    assert ckpt(first, "image")["step"] == 3
+    assert run(first, "--stages", "image", "--image-steps", "4") == 0
+    assert ckpt(first, "image")["step"] == 4
 
 
-def _denoiser(tmp_path, **kw) -> DenoiserTrainer:
+def test_bad_options_stop_with_one_line_before_any_work(tmp_path):
+    for extra, words in (
+        (["--image-batch", "0"], "--image-batch must be at least 1"),
+        (["--vae-batch", "6"], "multiple of 4"),
+        (["--stages", "vae,bogus"], "unknown stage(s): bogus"),
+        (["--train-seeds", str(world.HELDOUT_SEED_START)], "held-out seed range"),
+        (["--p-uncond", "1.5"], "--p-uncond must be between 0 and 1"),
+        (["--device", "tpu"], "--device must be cpu, cuda or auto"),
+        (["--precision", "fp8"], "--precision must be"),
+        (["--stages", "video"], "the image stage has not finished (0/2 steps)"),
+        (["--init-from", str(tmp_path)], "not a diffusers pipeline folder"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path, *extra)
+        assert words in str(exc.value), (extra, exc.value)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--work", str(tmp_path / "work"), "--stages", "export"])
+    assert "--out" in str(exc.value)
+    assert not (tmp_path / "work").exists()
+
+
+def test_cuda_is_refused_with_one_line_when_there_is_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        run(tmp_path, "--device", "cuda")
+    assert not (tmp_path / "work").exists()
+
+
+def test_bf16_autocast_runs_the_same_steps_on_the_cpu(tmp_path):
+    """The --device cuda path's precision (bf16 autocast, float32 weights and loss), on the CPU."""
+    assert run(tmp_path, "--stages", "vae,latents,image", "--precision", "bf16") == 0
+    image = ckpt(tmp_path, "image")
+    assert image["step"] == 2 and all(torch.isfinite(torch.tensor(image["losses"])))
+    assert all(v.dtype == torch.float32 for v in image["model"].values())
+
+
+def _pool_and_trainer(tmp_path, **kw) -> tuple[latents.LatentPool, DenoiserTrainer]:
     from transformers import CLIPTokenizer
 
     vocab.save_tokenizer_files(tmp_path / "tok")
     tok = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))
-    te = configs.build_text_encoder(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
     vae = configs.build_vae().eval()
-    return DenoiserTrainer(DenoiserSettings(**kw), vae, tok, te, tmp_path)
+    pool, _ = latents.load_or_build(
+        tmp_path / "latents.pt", vae, tok, latents.PoolSettings(train_seeds=6)
+    )
+    rt = Runtime(RunSettings())
+    trainer = DenoiserTrainer(DenoiserSettings(**kw), rt, 0, tok, tmp_path)
+    trainer.pool = pool
+    return pool, trainer
 
 
-def test_batches_are_a_function_of_seed_and_step(tmp_path):
-    a = _denoiser(tmp_path, image_batch=6, video_batch=2, p_uncond=0.3)
-    z1, caps1 = a.image_batch(7)
-    z2, caps2 = a.image_batch(7)
-    _, caps3 = a.image_batch(8)
-    assert caps1 == caps2 and torch.equal(z1, z2)
-    assert caps1 != caps3
-    assert z1.shape == (6, configs.LATENT_CHANNELS, 16, 16)
-    v, vcaps = a.video_batch(0)
-    assert v.shape == (2, configs.LATENT_CHANNELS, configs.NUM_FRAMES, 16, 16) and len(vcaps) == 2
-    other = _denoiser(tmp_path, seed=1, image_batch=6)
-    assert other.image_batch(7)[1] != caps1
-    # caption dropout: about p_uncond of the captions are ""
-    caps = [c for step in range(40) for c in a.image_batch(step)[1]]
-    assert 0.2 < sum(c == "" for c in caps) / len(caps) < 0.4
+def test_latent_cache_holds_the_encoded_pool_and_follows_the_vae(tmp_path):
+    from transformers import CLIPTokenizer
+
+    vocab.save_tokenizer_files(tmp_path / "tok")
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))
+    torch.manual_seed(0)
+    vae = configs.build_vae().eval()
+    vae.register_to_config(scaling_factor=0.5)
+    settings = latents.PoolSettings(train_seeds=3)
+    path = tmp_path / "latents.pt"
+    pool, record = latents.load_or_build(path, vae, tok, settings)
+    assert pool.latents.shape == (3, configs.LATENT_CHANNELS, configs.NUM_FRAMES, 16, 16)
+    assert pool.latents.dtype == torch.float16
+    clip = world.make_clip(1, p_second=settings.p_second, split="train")
+    assert pool.captions[1] == clip.caption
+    x = torch.from_numpy(clip.frames).float().permute(0, 3, 1, 2) / 127.5 - 1
+    with torch.no_grad():
+        expected = vae.encode(x).latent_dist.mean * 0.5  # posterior mean x scaling_factor
+    torch.testing.assert_close(
+        pool.latents[1].float(), expected.permute(1, 0, 2, 3), atol=2e-3, rtol=2e-3
+    )
+    # the same VAE reads the cache back (same record); another VAE encodes again
+    before = path.stat().st_mtime_ns
+    again, record2 = latents.load_or_build(path, vae, tok, settings)
+    assert record2 == record and path.stat().st_mtime_ns == before
+    assert torch.equal(again.latents, pool.latents)
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(1.1)
+    _, record3 = latents.load_or_build(path, vae, tok, settings)
+    assert record3["fingerprint"] != record["fingerprint"]
+
+
+def test_batches_are_a_function_of_seed_and_step_and_drop_captions(tmp_path):
+    pool, a = _pool_and_trainer(tmp_path, image_batch=6, video_batch=2, p_uncond=0.3)
+    z1, ids1 = a.image_batch(7)
+    z2, ids2 = a.image_batch(7)
+    _, ids3 = a.image_batch(8)
+    assert torch.equal(ids1, ids2) and torch.equal(z1, z2)
+    assert not torch.equal(z1, a.image_batch(8)[0]) or not torch.equal(ids1, ids3)
+    assert z1.shape == (6, configs.LATENT_CHANNELS, 16, 16) and z1.dtype == torch.float32
+    v, vids = a.video_batch(0)
+    assert v.shape == (2, configs.LATENT_CHANNELS, configs.NUM_FRAMES, 16, 16)
+    assert vids.shape == (2, 77)
+    # caption dropout: about p_uncond of the captions are the empty prompt
+    rows = torch.cat([a.image_batch(step)[1] for step in range(40)])
+    dropped = (rows == pool.empty_ids).all(dim=1).float().mean().item()
+    assert 0.2 < dropped < 0.4
+
+
+def test_min_snr_weights_the_nearly_clean_timesteps_down(tmp_path):
+    _, trainer = _pool_and_trainer(tmp_path, min_snr=5.0)
+    z0 = torch.zeros(512, 4, 2, 2)
+    _, _, t, w = trainer.noised("image", z0, 0)
+    assert ((w > 0) & (w <= 1)).all()
+    assert torch.allclose(w[t > 500], torch.ones_like(w[t > 500]))  # low SNR: weight 1
+    ac = trainer.noise_scheduler.alphas_cumprod[t]
+    snr = ac / (1 - ac)
+    torch.testing.assert_close(w, torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert (w[t < 20] < 0.1).all()  # nearly clean: SNR far above 5
+    _, _, _, plain = _pool_and_trainer(tmp_path / "p", min_snr=0.0)[1].noised("image", z0, 0)
+    assert torch.equal(plain, torch.ones(512))
+
+
+def test_ema_follows_the_weights_slowly_and_copies_back():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 3)
+    ema = Ema({"m": model}, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    for _ in range(200):
+        ema.update({"m": model})
+    shadow = ema.shadow["m.weight"]
+    assert torch.allclose(shadow, model.weight, atol=1e-6)  # converged to the constant weights
+    ema2 = Ema({"m": model}, decay=0.9)
+    with torch.no_grad():
+        model.weight.copy_(start)
+    ema2.update({"m": model})  # first update: decay (1 + 1) / (10 + 1)
+    d = 2 / 11
+    torch.testing.assert_close(ema2.shadow["m.weight"], d * (start + 1) + (1 - d) * start)
+    other = torch.nn.Linear(3, 3)
+    ema.copy_to({"m": other})
+    assert torch.equal(other.weight, shadow)
 
 
 def test_fresh_motion_modules_start_as_the_identity():
@@ -127,27 +270,42 @@ def test_fresh_motion_modules_start_as_the_identity():
     assert not torch.allclose(raw, video, atol=1e-3)
 
 
+def test_init_from_a_pipeline_fine_tunes_its_weights(trained, tmp_path):
+    """A fresh machine (a GPU lent for minutes) continues from a pipeline folder: its VAE counts
+    as trained, the video stage starts from its UNet and text encoder."""
+    from diffusers import UNetMotionModel
+
+    work2 = tmp_path / "work2"
+    folder = trained / "out"
+    args = ["--init-from", str(folder), "--work", str(work2), *TINY, "--stages", "video"]
+    assert train.main([*args, "--video-steps", "0"]) == 0
+    shipped = UNetMotionModel.from_pretrained(folder, subfolder="unet").state_dict()
+    seeded = torch.load(work2 / "video.pt", weights_only=False)
+    assert seeded["step"] == 0 and set(seeded["model"]) == set(shipped)
+    assert all(torch.equal(seeded["model"][k], v.float()) for k, v in shipped.items())
+    assert torch.load(work2 / "vae.pt", weights_only=False)["scaled"]
+    assert train.main([*args, "--video-steps", "1"]) == 0  # the same command continues
+    assert torch.load(work2 / "video.pt", weights_only=False)["step"] == 1
+    with pytest.raises(SystemExit, match="needs a new work folder"):
+        train.main(
+            ["--init-from", str(folder), "--work", str(trained / "work"), "--stages", "video"]
+        )
+
+
 def test_learning_rate_warms_up_then_decays_to_a_tenth():
     base = 1e-3
     assert cosine_lr(0, 100, base, warmup=10) == base / 10
     assert cosine_lr(9, 100, base, warmup=10) == base
     assert abs(cosine_lr(100, 100, base, warmup=10) - base / 10) < 1e-12
-    # the wall-clock budget decays it too when it runs out before the steps do
-    assert abs(cosine_lr(20, 100, base, warmup=10, spent_frac=1.0) - base / 10) < 1e-12
     lrs = [cosine_lr(s, 100, base, warmup=10) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
-def test_bad_options_stop_with_one_line_before_any_work(tmp_path):
-    for extra, words in (
-        (["--image-batch", "0"], "--image-batch must be at least 1"),
-        (["--dec-batch", "6"], "multiples of 4"),
-        (["--stages", "vae,bogus"], "unknown stage(s): bogus"),
-    ):
-        try:
-            run(tmp_path, *extra)
-        except SystemExit as exc:
-            assert words in str(exc)
-        else:
-            raise AssertionError(f"{extra} was accepted")
-    assert not (tmp_path / "work").exists()
+def test_every_setting_is_one_option_with_its_default_and_help():
+    for cls in train.SETTINGS:
+        parser = argparse.ArgumentParser()
+        add_options(parser, cls)
+        args = parser.parse_args([])
+        assert settings_from(args, cls) == cls()
+        for action in parser._actions[1:]:
+            assert action.help and "default" in action.help, action.dest

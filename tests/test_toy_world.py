@@ -191,3 +191,16 @@ def test_saved_files_load_with_from_pretrained(tmp_path, tokenizer):
     padded = loaded(cap, padding="max_length", max_length=loaded.model_max_length).input_ids
     assert len(padded) == 77
     assert padded[: len(cap.split()) + 2] == tokenizer(cap).input_ids
+
+
+def test_objects_are_several_latent_cells_across_and_always_inside_the_frame():
+    """Radius 10-14 px: 5-7 cells of the 16x16 latent grid, so a shape survives the VAE; the
+    diamond (the widest shape) still never touches the border, whatever the seed."""
+    for seed in range(300):
+        clip = world.make_clip(seed, p_second=0.3)
+        assert world.RADIUS[0] <= clip.radius <= world.RADIUS[1]
+        m = clip.masks
+        assert not (m[:, 0].any() or m[:, -1].any() or m[:, :, 0].any() or m[:, :, -1].any())
+        travel = np.hypot(*(clip.centers[-1] - clip.centers[0]))
+        if clip.direction != "bouncing":
+            assert world.TRAVEL[0] * 64 - 1e-6 <= travel <= world.TRAVEL[1] * 64 + 1e-6

@@ -34,8 +34,15 @@ NAMES = (SD15_ANIMATEDIFF, "tiny", "toy")
 
 def _plain(config: Any) -> dict[str, Any]:
     """A config as JSON-able data, without diffusers' private keys."""
-    data = json.loads(json.dumps(dict(config), default=list))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
+    public = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    return json.loads(json.dumps(public, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples and other sequences as lists; anything else (a path a loader left) as text."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return str(value)
+    return list(value)
 
 
 @dataclass(frozen=True)

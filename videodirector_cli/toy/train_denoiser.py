@@ -1,66 +1,61 @@
 """Stages "image" and "video" of the toy training: the text encoder and the denoising UNet.
 
-AnimateDiff's own recipe, scaled down: first an image model (``UNet2DConditionModel`` + the
+AnimateDiff's recipe, scaled down: first an image model (``UNet2DConditionModel`` + the
 ``CLIPTextModel``) learns colours, shapes and backgrounds from many captions per step, one frame
-of each clip; then a ``MotionAdapter`` is added (``UNetMotionModel.from_unet2d``) and the whole
-model trains on 16-frame clips. The motion modules start as the identity (their output
-projections are zeroed, as AnimateDiff does), so the video stage begins with the image model's
-samples instead of noise.
+of each clip; then a ``MotionAdapter`` is added (``UNetMotionModel.from_unet2d``, built from the
+image stage's EMA weights) and the whole model trains on 16-frame clips. The motion modules
+start as the identity (output projections zeroed, as AnimateDiff does), so the video stage
+begins with the image model's samples instead of noise.
 
-A first model trained the UNet only on 16-frame clips, one clip per step: after 3 600 steps it
-ignored its prompt (the text had seen 3 600 captions). The image stage sees 32 captions per step.
-
-Both stages read frozen VAE latents (posterior means times ``scaling_factor``), drop 10 % of the
-captions to "" for classifier-free guidance, draw data and noise from ``(seed, stage, step)``
-so a resumed run sees what an uninterrupted one would, and checkpoint to their own file in the
-work folder (``image.pt``, ``video.pt``).
+Both stages read the cached latents (``toy.latents``), never the VAE; drop ``p_uncond`` of the
+captions to "" for classifier-free guidance; weigh each sample's noise-prediction error by
+min(SNR, ``min_snr``) / SNR (Min-SNR weighting: the nearly clean timesteps, which teach little
+about layout and text, stop dominating the gradient); keep an EMA of the weights for sampling
+and export; and checkpoint to their own file (``image.pt``, ``video.pt``).
 """
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from . import configs, vocab, world
+from . import configs
+from .latents import LatentPool
+from .training import (
+    Checkpointer,
+    Ema,
+    Runtime,
+    StageClock,
+    atomic_save,
+    copy_ema_weights,
+    cosine_lr,
+    load_checkpoint,
+    log,
+    option,
+    rng_for,
+    torch_generator,
+)
 
-#: stage -> stream id of its random draws (VAE stages use 1, 3 and 4)
-_STREAM = {"image": 5, "video": 6}
+STREAMS = {"image": 5, "video": 6}  # random stream per stage (the VAE stage uses 1)
 
 
 @dataclass
 class DenoiserSettings:
-    seed: int = 0
-    train_seeds: int = 4000
-    p_second: float = 0.15
-    p_uncond: float = 0.1
-    image_steps: int = 1500
-    image_batch: int = 32  # frames, each from a different clip
-    image_lr: float = 1e-3
-    image_minutes: float = 30.0
-    video_steps: int = 800
-    video_batch: int = 4  # 16-frame clips
-    video_lr: float = 1e-3  # motion modules
-    video_spatial_lr: float = 2e-4  # spatial UNet and text encoder
-    video_minutes: float = 35.0
-    ckpt_minutes: float = 3.0
+    """The image and video stages."""
 
-
-def cosine_lr(step: int, total: int, base: float, warmup: int, spent_frac: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 10 %, following whichever of the step budget or the
-    wall-clock budget (``spent_frac``) is further along, so a time-capped run still decays."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = min(1.0, max((step - warmup) / max(1, total - warmup), spent_frac))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+    image_steps: int = option(3000, "image-model steps")
+    image_batch: int = option(64, "frames per image step, each from a different clip")
+    image_lr: float = option(1e-3, "image stage peak learning rate")
+    video_steps: int = option(6000, "video-model steps")
+    video_batch: int = option(4, "16-frame clips per video step")
+    video_lr: float = option(1e-3, "video stage peak learning rate of the motion modules")
+    video_spatial_lr: float = option(3e-4, "video stage: spatial UNet and text encoder")
+    p_uncond: float = option(0.1, "caption dropout to the empty prompt")
+    ema_decay: float = option(0.999, "EMA decay of the weights that sampling and export use")
+    min_snr: float = option(5.0, "Min-SNR weighting gamma (0: plain MSE)")
 
 
 def zero_motion_outputs(adapter: torch.nn.Module) -> int:
@@ -75,260 +70,236 @@ def zero_motion_outputs(adapter: torch.nn.Module) -> int:
     return n
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class StageState:
+    """Step, clock and loss history of one denoiser stage, readable without building a model."""
+
+    def __init__(self, ckpt: dict | None):
+        ckpt = ckpt or {"step": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0, "losses": []}
+        self.step: int = ckpt["step"]
+        self.clock = StageClock(ckpt["cpu_seconds"], ckpt["wall_seconds"])
+        self.losses: list[float] = list(ckpt["losses"])
 
 
 class DenoiserTrainer:
-    """Trains text encoder + UNet on frozen VAE latents; holds both stages' checkpoints."""
+    """Trains text encoder + UNet on cached latents; holds both stages' checkpoints."""
 
-    def __init__(self, settings: DenoiserSettings, vae, tokenizer, text_encoder, work: Path):
+    def __init__(self, settings: DenoiserSettings, runtime: Runtime, seed: int, tokenizer, work):
         self.s = settings
-        self.vae = vae  # frozen once a denoiser stage starts (the VAE stages train it first)
+        self.rt = runtime
+        self.seed = seed
         self.tokenizer = tokenizer
-        self.text_encoder = text_encoder
         self.work = Path(work)
         self.noise_scheduler = configs.build_train_scheduler()
-        self.unet2d: Any = None
-        self.unet: Any = None  # UNetMotionModel once the video stage has begun
-        self.steps = {"image": 0, "video": 0}
-        self.seconds = {"image": 0.0, "video": 0.0}
-        self.losses: dict[str, list[float]] = {"image_eps": [], "video_eps": []}
+        self.pool: LatentPool | None = None
+        self.state = {
+            stage: StageState(load_checkpoint(self.path(stage), mmap=True)) for stage in STREAMS
+        }
 
-    # -- data ------------------------------------------------------------------------------
-    def _rng(self, stage: str, step: int) -> np.random.Generator:
-        return np.random.default_rng([self.s.seed, _STREAM[stage], step])
-
-    def _clip(self, rng: np.random.Generator) -> world.ToyClip:
-        seed = int(rng.integers(self.s.train_seeds))
-        return world.make_clip(
-            seed, frames=configs.NUM_FRAMES, p_second=self.s.p_second, split="train"
-        )
-
-    def _caption(self, rng: np.random.Generator, caption: str) -> str:
-        return "" if rng.random() < self.s.p_uncond else caption
-
-    @torch.no_grad()
-    def _encode_frames(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(frames).float().permute(0, 3, 1, 2) / 127.5 - 1.0
-        return self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
-
-    def image_batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
-        """(B, 4, h, w) latents of one random frame from each of B clips, and their captions."""
-        rng = self._rng("image", step)
-        frames, caps = [], []
-        for _ in range(self.s.image_batch):
-            clip = self._clip(rng)
-            frames.append(clip.frames[int(rng.integers(clip.num_frames))])
-            caps.append(self._caption(rng, clip.caption))
-        return self._encode_frames(np.stack(frames)), caps
-
-    def video_batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
-        """(B, 4, F, h, w) latents of B clips, and their captions."""
-        rng = self._rng("video", step)
-        lat, caps = [], []
-        for _ in range(self.s.video_batch):
-            clip = self._clip(rng)
-            lat.append(self._encode_frames(clip.frames).permute(1, 0, 2, 3))
-            caps.append(self._caption(rng, clip.caption))
-        return torch.stack(lat), caps
-
-    def encode_text(self, captions: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=vocab.MAX_LENGTH,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.text_encoder(ids)[0]
-
-    def _noised(self, stage: str, z0: torch.Tensor, step: int):
-        g = torch.Generator().manual_seed(self.s.seed * 1_000_003 + _STREAM[stage] * 7919 + step)
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(
-            0, self.noise_scheduler.config.num_train_timesteps, (z0.shape[0],), generator=g
-        )
-        return self.noise_scheduler.add_noise(z0, noise, t), noise, t
-
-    # -- models and checkpoints ---------------------------------------------------------------
-    def _ckpt(self, stage: str) -> Path:
+    def path(self, stage: str) -> Path:
         return self.work / f"{stage}.pt"
 
-    def _save(self, stage: str, model, opt) -> None:
-        _atomic_save(
+    def total(self, stage: str) -> int:
+        return self.s.image_steps if stage == "image" else self.s.video_steps
+
+    def done(self, stage: str) -> bool:
+        return self.state[stage].step >= self.total(stage)
+
+    def video_may_start(self) -> bool:
+        """The image stage has finished, or ``video.pt`` exists (begun, or seeded by
+        ``--init-from``)."""
+        return self.done("image") or self.path("video").exists()
+
+    def seed_video(self, unet, text_encoder) -> None:
+        """Start ``video.pt`` from given weights (step 0, EMA = the weights, no optimiser state):
+        the video stage then fine-tunes them."""
+        modules = {"model": unet, "text_encoder": text_encoder}
+        self.state["video"] = StageState(None)
+        atomic_save(
             {
-                "model": model.state_dict(),
-                "text_encoder": self.text_encoder.state_dict(),
-                "opt": opt.state_dict(),
-                "step": self.steps[stage],
-                "seconds": self.seconds[stage],
-                "losses": self.losses[f"{stage}_eps"],
+                "model": unet.state_dict(),
+                "text_encoder": text_encoder.state_dict(),
+                "ema": Ema(modules, self.s.ema_decay).state_dict(),
+                "step": 0,
+                "cpu_seconds": 0.0,
+                "wall_seconds": 0.0,
+                "losses": [],
             },
-            self._ckpt(stage),
+            self.path("video"),
         )
 
-    def _load(self, stage: str, model) -> bool:
-        path = self._ckpt(stage)
-        if not path.exists():
-            return False
-        st = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        self.text_encoder.load_state_dict(st["text_encoder"])
-        self.steps[stage] = st["step"]
-        self.seconds[stage] = st["seconds"]
-        self.losses[f"{stage}_eps"] = st["losses"]
-        return True
+    # -- data ------------------------------------------------------------------------------
+    def _captions(self, rng, index: torch.Tensor) -> torch.Tensor:
+        assert self.pool is not None
+        ids = self.pool.ids[index].clone()
+        ids[torch.from_numpy(rng.random(len(index)) < self.s.p_uncond)] = self.pool.empty_ids
+        return ids
 
-    def _load_optimizer(self, stage: str, opt) -> None:
-        """The optimiser's state, once its parameters exist (the model is loaded first)."""
-        path = self._ckpt(stage)
-        if path.exists():
-            opt.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["opt"])
+    def image_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) latents of one random frame from each of B clips, and caption ids."""
+        assert self.pool is not None
+        rng = rng_for(self.seed, STREAMS["image"], step)
+        clips = torch.from_numpy(rng.choice(len(self.pool), size=self.s.image_batch))
+        frames = torch.from_numpy(rng.integers(configs.NUM_FRAMES, size=self.s.image_batch))
+        z = self.pool.latents[clips, :, frames].float()
+        return z, self._captions(rng, clips)
 
-    def load_image_model(self):
+    def video_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, F, h, w) latents of B clips, and caption ids."""
+        assert self.pool is not None
+        rng = rng_for(self.seed, STREAMS["video"], step)
+        clips = torch.from_numpy(rng.choice(len(self.pool), size=self.s.video_batch))
+        return self.pool.latents[clips].float(), self._captions(rng, clips)
+
+    def noised(self, stage: str, z0: torch.Tensor, step: int):
+        """(z_t, noise, t, Min-SNR weight per sample), drawn on the CPU."""
+        g = torch_generator(self.seed, STREAMS[stage], step)
+        noise = torch.randn(z0.shape, generator=g)
+        n_t = self.noise_scheduler.config.num_train_timesteps
+        t = torch.randint(0, n_t, (z0.shape[0],), generator=g)
+        zt = self.noise_scheduler.add_noise(z0, noise, t)
+        ac = self.noise_scheduler.alphas_cumprod[t]
+        snr = ac / (1 - ac)
+        weight = snr.clamp(max=self.s.min_snr) / snr if self.s.min_snr > 0 else torch.ones_like(t)
+        return zt, noise, t, weight.float()
+
+    # -- models ----------------------------------------------------------------------------
+    def fresh_text_encoder(self):
+        torch.manual_seed(self.seed)
+        tk = self.tokenizer
+        return configs.build_text_encoder(
+            len(tk), tk.bos_token_id, tk.eos_token_id, tk.pad_token_id
+        )
+
+    def image_models(self, ckpt: dict | None, ema_weights: bool = False):
+        """(UNet2DConditionModel, text encoder), from ``ckpt`` (its EMA if ``ema_weights``)."""
         from diffusers import UNet2DConditionModel
 
-        torch.manual_seed(self.s.seed)
-        self.unet2d = UNet2DConditionModel(**configs.UNET_CONFIG)
-        self._load("image", self.unet2d)
-        return self.unet2d
+        torch.manual_seed(self.seed)
+        unet2d: Any = UNet2DConditionModel(**configs.UNET_CONFIG)
+        te = self.fresh_text_encoder()
+        if ckpt is not None:
+            unet2d.load_state_dict(ckpt["model"])
+            te.load_state_dict(ckpt["text_encoder"])
+            if ema_weights:
+                copy_ema_weights({"model": unet2d, "text_encoder": te}, ckpt["ema"])
+        return unet2d, te
 
-    def load_video_model(self):
-        """The motion UNet: from ``video.pt`` if the stage has begun, else the image model plus a
-        fresh adapter whose modules start as the identity."""
+    def video_models(self, ckpt: dict | None):
+        """(UNetMotionModel, text encoder): from ``video.pt`` once the stage has begun, else the
+        image stage's EMA weights plus a fresh adapter whose modules start as the identity."""
         from diffusers import MotionAdapter, UNetMotionModel
 
-        if self._ckpt("video").exists():  # video.pt holds every weight: skip image.pt
-            from diffusers import UNet2DConditionModel
-
-            self.unet2d = UNet2DConditionModel(**configs.UNET_CONFIG)
-        elif self.unet2d is None:
-            self.load_image_model()
-        torch.manual_seed(self.s.seed + 1)
-        adapter = MotionAdapter(**configs.MOTION_CONFIG)
+        unet2d, te = self.image_models(
+            None if ckpt else load_checkpoint(self.path("image")), ema_weights=ckpt is None
+        )
+        torch.manual_seed(self.seed + 1)
+        adapter: Any = MotionAdapter(**configs.MOTION_CONFIG)
         zero_motion_outputs(adapter)
-        self.unet = UNetMotionModel.from_unet2d(self.unet2d, adapter)
-        self._load("video", self.unet)
-        return self.unet
+        unet: Any = UNetMotionModel.from_unet2d(unet2d, adapter)
+        if ckpt is not None:
+            unet.load_state_dict(ckpt["model"])
+            te.load_state_dict(ckpt["text_encoder"])
+        return unet, te
 
-    # -- training loops --------------------------------------------------------------------
-    def _loop(
-        self,
-        stage: str,
-        model,
-        opt,
-        groups_lr: list[float],
-        total: int,
-        minutes: float,
-        batch_fn,
-        progress,
-        task,
-    ) -> None:
-        s = self.s
-        model.train()
-        self.text_encoder.train()
-        params = [p for g in opt.param_groups for p in g["params"]]
-        last_ckpt = time.time()
-        losses = self.losses[f"{stage}_eps"]
-        try:
-            while self.steps[stage] < total and self.seconds[stage] < minutes * 60:
-                t0 = time.time()
-                step = self.steps[stage]
-                z0, caps = batch_fn(step)
-                zt, noise, t = self._noised(stage, z0, step)
-                frac = self.seconds[stage] / max(1.0, minutes * 60)
-                for grp, base in zip(opt.param_groups, groups_lr):
-                    grp["lr"] = cosine_lr(
-                        step, total, base, warmup=min(100, total // 10 + 1), spent_frac=frac
-                    )
-                emb = self.encode_text(caps)
-                if z0.ndim == 5:  # (B, C, F, h, w): one embedding per frame, as the pipeline does
-                    emb = emb.repeat_interleave(z0.shape[2], dim=0)
-                pred = model(zt, t, encoder_hidden_states=emb).sample
-                loss = F.mse_loss(pred, noise)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                self.steps[stage] += 1
-                losses.append(loss.item())
-                self.seconds[stage] += time.time() - t0
-                recent = float(np.mean(losses[-50:]))
-                progress.update(task, completed=self.steps[stage], info=f"eps {recent:.4f}")
-                if self.steps[stage] % 100 == 0 and not sys.stderr.isatty():
-                    print(
-                        f"[{stage} {self.steps[stage]}] eps(avg50) {recent:.4f} "
-                        f"({self.seconds[stage] / 60:.1f} min)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                if time.time() - last_ckpt > s.ckpt_minutes * 60:
-                    self._save(stage, model, opt)
-                    last_ckpt = time.time()
-        finally:  # Ctrl-C / SIGTERM included: the next run resumes from here
-            self._save(stage, model, opt)
+    def exported_models(self):
+        """The video stage's EMA weights: (UNetMotionModel, text encoder), eval mode, CPU."""
+        ckpt = load_checkpoint(self.path("video"))
+        if ckpt is None:
+            raise SystemExit("nothing to export: the video stage has not started")
+        unet, te = self.video_models(ckpt)
+        copy_ema_weights({"model": unet, "text_encoder": te}, ckpt["ema"])
+        return unet.eval(), te.eval()
 
-    def train_image(self, progress, task) -> None:
-        s = self.s
-        self.vae.eval().requires_grad_(False)
-        model = self.load_image_model()
-        params = list(model.parameters()) + list(self.text_encoder.parameters())
-        opt = torch.optim.AdamW(params, lr=s.image_lr, weight_decay=1e-2)
-        self._load_optimizer("image", opt)
-        progress.update(task, completed=self.steps["image"])
-        self._loop(
-            "image",
-            model,
-            opt,
-            [s.image_lr],
-            s.image_steps,
-            s.image_minutes,
-            self.image_batch,
-            progress,
-            task,
-        )
+    # -- training --------------------------------------------------------------------------
+    def train_image(self, pool: LatentPool) -> None:
+        self.pool = pool
+        ckpt = load_checkpoint(self.path("image"))
+        unet2d, te = self.image_models(ckpt)
+        params = list(unet2d.parameters()) + list(te.parameters())
+        opt = torch.optim.AdamW(params, lr=self.s.image_lr, weight_decay=1e-2)
+        self._loop("image", unet2d, te, opt, [self.s.image_lr], self.image_batch, ckpt)
 
-    def image_done(self) -> bool:
-        return (
-            self.steps["image"] >= self.s.image_steps
-            or self.seconds["image"] >= self.s.image_minutes * 60
-        )
-
-    def train_video(self, progress, task) -> None:
-        s = self.s
-        self.vae.eval().requires_grad_(False)
-        model = self.load_video_model()
-        motion = [p for n, p in model.named_parameters() if "motion_modules" in n]
+    def train_video(self, pool: LatentPool) -> None:
+        self.pool = pool
+        ckpt = load_checkpoint(self.path("video"))
+        unet, te = self.video_models(ckpt)
+        motion = [p for n, p in unet.named_parameters() if "motion_modules" in n]
         motion_ids = {id(p) for p in motion}
-        spatial = [p for p in model.parameters() if id(p) not in motion_ids]
-        spatial += list(self.text_encoder.parameters())
+        spatial = [p for p in unet.parameters() if id(p) not in motion_ids]
+        spatial += list(te.parameters())
+        s = self.s
         opt = torch.optim.AdamW(
             [{"params": motion, "lr": s.video_lr}, {"params": spatial, "lr": s.video_spatial_lr}],
             weight_decay=1e-2,
         )
-        self._load_optimizer("video", opt)
-        progress.update(task, completed=self.steps["video"])
-        self._loop(
-            "video",
-            model,
-            opt,
-            [s.video_lr, s.video_spatial_lr],
-            s.video_steps,
-            s.video_minutes,
-            self.video_batch,
-            progress,
-            task,
+        self._loop("video", unet, te, opt, [s.video_lr, s.video_spatial_lr], self.video_batch, ckpt)
+
+    def _save(self, stage: str, model, te, ema: Ema, opt) -> None:
+        st = self.state[stage]
+        atomic_save(
+            {
+                "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                "text_encoder": {k: v.cpu() for k, v in te.state_dict().items()},
+                "ema": {**ema.state_dict(), "shadow": {k: v.cpu() for k, v in ema.shadow.items()}},
+                "opt": opt.state_dict(),
+                "step": st.step,
+                "cpu_seconds": st.clock.cpu,
+                "wall_seconds": st.clock.wall,
+                "losses": st.losses,
+            },
+            self.path(stage),
         )
 
-    def load_progress(self) -> None:
-        """Step counts, seconds and losses of both stages, without building the models."""
-        for stage in ("image", "video"):
-            path = self._ckpt(stage)
-            if path.exists():
-                st = torch.load(path, map_location="cpu", weights_only=False)
-                self.steps[stage] = st["step"]
-                self.seconds[stage] = st["seconds"]
-                self.losses[f"{stage}_eps"] = st["losses"]
+    def _loop(self, stage, model, te, opt, base_lrs, batch_fn, ckpt: dict | None) -> None:
+        dev, s, st = self.rt.device, self.s, self.state[stage]
+        total = self.total(stage)
+        modules = {"model": model, "text_encoder": te}
+        for m in modules.values():
+            m.to(dev).train()
+        ema = Ema(modules, s.ema_decay)
+        if ckpt is not None:
+            if "opt" in ckpt:  # absent in a video.pt seeded by --init-from
+                opt.load_state_dict(ckpt["opt"])
+            ema.load_state_dict(ckpt["ema"])
+        ema.to(dev)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        warmup = min(100, total // 10 + 1)
+        timer = Checkpointer(self.rt.settings.ckpt_minutes)
+        every = self.rt.settings.log_every
+        try:
+            with st.clock:
+                while st.step < total:
+                    z0, ids = batch_fn(st.step)
+                    zt, noise, t, weight = self.noised(stage, z0, st.step)
+                    for grp, base in zip(opt.param_groups, base_lrs):
+                        grp["lr"] = cosine_lr(st.step, total, base, warmup)
+                    with self.rt.autocast():
+                        emb = te(ids.to(dev))[0]
+                        if z0.ndim == 5:  # one embedding per frame, as the pipeline does
+                            emb = emb.repeat_interleave(z0.shape[2], dim=0)
+                        pred = model(zt.to(dev), t.to(dev), encoder_hidden_states=emb).sample
+                    err = (pred.float() - noise.to(dev)).pow(2).flatten(1).mean(1)
+                    loss = (err * weight.to(dev)).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    ema.update(modules)
+                    st.step += 1
+                    st.losses.append(err.mean().item())
+                    if st.step % every == 0 or st.step == total:
+                        recent = sum(st.losses[-every:]) / min(every, len(st.losses))
+                        log(
+                            f"[{stage} {st.step}/{total}] eps mse {recent:.4f} "
+                            f"({st.clock.cpu_so_far() / 60:.1f} CPU min)"
+                        )
+                    if timer.due():
+                        self._save(stage, model, te, ema, opt)
+                    if self.rt.out_of_time():
+                        break
+        finally:  # Ctrl-C / SIGTERM included: the next run resumes from here
+            self._save(stage, model, te, ema, opt)
+
+
+def describe(trainer: DenoiserTrainer) -> dict[str, Any]:
+    return {stage: {"steps": st.step, **st.clock.as_dict()} for stage, st in trainer.state.items()}

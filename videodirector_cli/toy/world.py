@@ -69,6 +69,15 @@ GRAMMAR_WORDS: tuple[str, ...] = ("a", "moving", "on", "background", "and")
 #: Seeds >= this are never used for training; the check draws its seeds from here.
 HELDOUT_SEED_START = 1_000_000
 
+#: Half-size (px on a 64-px frame) of the first object, drawn uniformly from this range. At the
+#: VAE's factor 4 a radius of 10-14 px is 5-7 latent cells across: enough for a triangle and a
+#: diamond to stay apart through the VAE (radius 7-10 px kept 58 % of shapes, docs/toy-model.md).
+RADIUS = (10.0, 14.0)
+#: The same for the second object, drawn behind the first.
+RADIUS_SECOND = (7.0, 10.0)
+#: Distance an object travels over a clip, as a fraction of the frame (bouncing: its height).
+TRAVEL = (0.32, 0.45)
+
 
 def motion_phrase(direction: str) -> str:
     """The words a caption uses for a motion path: "moving right", "bouncing", ..."""
@@ -183,18 +192,18 @@ def _shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.nda
 
 def _path(direction: str, frames: int, size: int, r: float, rng: np.random.Generator) -> np.ndarray:
     """Centres (F, 2) of an object following ``direction``, kept fully inside the frame."""
-    margin = r + 1.0
+    margin = 1.15 * r + 1.0  # the diamond's half-width, the widest shape: every shape fits
     lo, hi = margin, size - margin
     t = np.linspace(0.0, 1.0, frames)
     if direction == "bouncing":
-        amp = rng.uniform(0.30, 0.45) * size
+        amp = rng.uniform(*TRAVEL) * size
         amp = min(amp, hi - lo)
         cx = rng.uniform(lo, hi)
         floor = rng.uniform(lo + amp, hi)
         cy = floor - amp * np.abs(np.sin(np.pi * t))
         return np.stack([np.full(frames, cx), cy], axis=1)
     ux, uy = DIRECTIONS[direction]
-    length = rng.uniform(0.40, 0.55) * size  # travel over the whole clip, in pixels
+    length = rng.uniform(*TRAVEL) * size  # travel over the whole clip, in pixels
     dx, dy = ux * length, uy * length
     # start so the whole path fits: start in [lo - min(0, d), hi - max(0, d)]
     sx = rng.uniform(lo - min(0.0, dx), hi - max(0.0, dx))
@@ -228,7 +237,7 @@ def make_clip_from(
         raise ValueError("need frames >= 2 and size >= 16")
     rng = np.random.default_rng([int(seed), 7])
     scale = size / 64.0
-    r = rng.uniform(7.0, 10.0) * scale
+    r = rng.uniform(*RADIUS) * scale
     centers = _path(direction, frames, size, r, rng)
     bg = _paint_background(background, size)
     out = np.repeat(bg[None], frames, axis=0)
@@ -236,7 +245,7 @@ def make_clip_from(
     masks2 = None
     if second is not None:
         c2, s2, d2 = second
-        r2 = rng.uniform(6.0, 9.0) * scale
+        r2 = rng.uniform(*RADIUS_SECOND) * scale
         centers2 = _path(d2, frames, size, r2, rng)
         masks2 = np.zeros((frames, size, size), dtype=bool)
         for f in range(frames):
