@@ -309,3 +309,13 @@ def test_every_setting_is_one_option_with_its_default_and_help():
         assert settings_from(args, cls) == cls()
         for action in parser._actions[1:]:
             assert action.help and "default" in action.help, action.dest
+
+
+def test_help_lists_every_option_once_with_its_default(capsys):
+    """--help used to crash on a '%' in a help text (argparse formats help with %)."""
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "--min-snr" in text and "(default: 5.0)" in text
+    assert "(default: 5.0) (default" not in text

@@ -60,15 +60,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m videodirector_cli.toy.train",
         description=(__doc__ or "").split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default=None, help="pipeline folder the export stage writes")
     p.add_argument(
         "--work",
         default=str(default_work_dir()),
-        help="checkpoints, latent cache, progress.json, loss.png",
+        help="checkpoints, latent cache, progress.json, loss.png (default: %(default)s)",
     )
-    p.add_argument("--stages", default=",".join(STAGES), help="comma list of " + ",".join(STAGES))
+    p.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma list of " + ",".join(STAGES) + " (default: all)",
+    )
     p.add_argument("--loss-png", default=None, help="also write the loss-curve PNG here")
     p.add_argument(
         "--init-from",

@@ -35,7 +35,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
-        help_text = str(f.metadata.get("help", "")).replace("%", "%%")  # the formatter adds the default
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})".replace("%", "%%")
         group.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)
 
 
