@@ -29,7 +29,12 @@ import numpy as np
 
 from videodirector_cli import metrics
 from videodirector_cli.settings.edit import EditSettings
-from videodirector_cli.settings.invert import InvertSettings, NullTextSettings, STDGSettings
+from videodirector_cli.settings.invert import (
+    DEFAULT_MAX_RATIO,
+    InvertSettings,
+    NullTextSettings,
+    STDGSettings,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +75,8 @@ class MethodSettings:
 
     steps: int = 5
     inner_steps: int = 2
+    stdg_scale: float = 1.0
+    max_ratio: float = DEFAULT_MAX_RATIO
 
     def inversion(self, kind: str, target: str) -> InvertSettings:
         """The settings `vdir invert` would run the inversion row ``kind`` with."""
@@ -78,7 +85,12 @@ class MethodSettings:
             null_text=NullTextSettings(
                 mode="shared" if kind == "shared" else "per-frame", inner_steps=self.inner_steps
             ),
-            stdg=STDGSettings(enabled=kind not in ("no-stdg", "ddim"), target=target),
+            stdg=STDGSettings(
+                enabled=kind not in ("no-stdg", "ddim"),
+                target=target,
+                scale=self.stdg_scale,
+                max_ratio=self.max_ratio,
+            ),
         )
 
     def edit(self, row: Row) -> EditSettings:
