@@ -177,3 +177,26 @@ def test_the_edit_replays_the_bounded_guidance():
     )
     off = run_edit_path(model, unguided, plan)
     assert (off.latents - stored.reconstruction).abs().max() > 1e-3
+
+
+def test_with_the_size_factor_g_per_element_hardly_depends_on_the_latent_size():
+    """The same content at 8x8 and 32x32 latents (nearest-upsampled): the raw loss is a mean
+    over positions, so without the factor G per element would shrink about 16x; with it, it
+    stays within 2x (the UNet's convolutions see the content at another scale)."""
+    model, _, cond, _, _ = setup()
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 4, FRAMES, 8, 8, generator=generator)
+    drift = 0.3 * torch.randn(1, 4, FRAMES, 8, 8, generator=generator)
+    mask = torch.zeros(FRAMES, 8, 8, dtype=torch.bool)
+    mask[:, 2:6, 2:6] = True
+    rms = {}
+    for k in (1, 4):
+
+        def up(x, k=k):
+            return x.repeat_interleave(k, -1).repeat_interleave(k, -2)
+
+        stdg = STDG(model.unet, STDGSettings(), up(mask), (8 * k, 8 * k))
+        grad, _ = stdg.guidance(up(base + drift), up(base), 500, cond)
+        rms[k] = float(grad.pow(2).mean().sqrt())
+    print(f"RMS(G) per element: 8x8 {rms[1]:.4g}, 32x32 {rms[4]:.4g}")
+    assert 0.5 < rms[4] / rms[1] < 2.0
