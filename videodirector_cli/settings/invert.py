@@ -58,7 +58,7 @@ class NullTextSettings(Settings):
             raise UsageError("--early-stop and --early-stop-slope must be 0 or more")
 
 
-DEFAULT_MAX_RATIO = 0.5
+DEFAULT_MAX_RATIO = 0.25
 """--stdg-max-ratio's default, from the toy-model sweep in docs/inversion.md."""
 
 
