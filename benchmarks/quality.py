@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality                      # the documented run (docs/quality.md)
     python -m benchmarks.quality --quick              # a few clips, few steps: a smoke run
-    python -m benchmarks.quality --clips 20 --steps 5 --inner 2 --workers 2 --out DIR
+    python -m benchmarks.quality --clips 6 --frames 8 --workers 2 --out DIR   # a reduced check
 
 On held-out clips of the toy world (benchmarks/quality_cases.py) with colour, shape and
 background edits, every row of ``quality_method.ROWS`` (the full method, the paper's ablations,
@@ -55,8 +55,8 @@ PAIRED_KEYS = ("keep_psnr", "traj_px", "target_psnr", "target_ok")
 class Config:
     model: str = "toy"
     clips: int = 20
-    steps: int = 5
-    inner_steps: int = 2
+    steps: int = 20
+    inner_steps: int = 5
     frames: int = 16
     rows: tuple[str, ...] = method.ROW_NAMES
     workers: int = 1
@@ -544,12 +544,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path, bool]:
         help="smoke run: 3 clips, 8 frames, 3 steps, 1 inner step (numbers mean little)",
     )
     parser.add_argument("--clips", type=int, help="number of held-out clips (default 20)")
-    parser.add_argument("--steps", type=int, help="DDIM steps of inversion and edit (default 5)")
+    parser.add_argument("--steps", type=int, help="DDIM steps of inversion and edit (default 20)")
     parser.add_argument(
         "--inner",
         type=int,
         dest="inner_steps",
-        help="most null-text Adam updates per step (default 2)",
+        help="most null-text Adam updates per step (default 5)",
     )
     parser.add_argument("--frames", type=int, help="frames per clip (default 16)")
     parser.add_argument(

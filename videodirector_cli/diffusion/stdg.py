@@ -4,7 +4,8 @@ At step t the UNet runs twice with the source prompt, both forwards stopped afte
 the loss reads: once at the pivot z*_t (no gradient: the reference features) and once at the
 current latent z_t (with gradient). One weighted loss
 
-    L = sum_b w_b [eta_f T_b^f + eta_b T_b^b + zeta_f K_b^f + zeta_b K_b^b]
+    L = (h w / 64^2) [mean_l w_b(l) (eta_f T_l^f + eta_b T_l^b) + mean_l w_b(l) (zeta_f K_l^f
+        + zeta_b K_l^b)]     (l: the motion layers, then the key layers, of all chosen blocks)
 
 gives, with ONE backward pass, G = dL/dz_t = eta_f G_T^f + eta_b G_T^b + zeta_f G_K^f + zeta_b G_K^b
 (the paper's sum of four gradients, by linearity). Terms:
