@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality                      # the documented run (docs/quality.md)
     python -m benchmarks.quality --quick              # a few clips, few steps: a smoke run
-    python -m benchmarks.quality --clips 20 --steps 5 --inner 2 --workers 2 --out DIR
+    python -m benchmarks.quality --clips 6 --frames 8 --workers 2 --out DIR   # a reduced check
 
 On held-out clips of the toy world (benchmarks/quality_cases.py) with colour, shape and
 background edits, every row of ``quality_method.ROWS`` (the full method, the paper's ablations,
@@ -47,7 +47,7 @@ SCORE_KEYS = (
     "frame_diff",
     "target_psnr",
 )
-COST_KEYS = ("recon_psnr", "seconds", "forward_equivalents")
+COST_KEYS = ("recon_psnr", "seconds", "forward_equivalents", "stdg_applied", "stdg_bounded")
 PAIRED_KEYS = ("keep_psnr", "traj_px", "target_psnr", "target_ok")
 
 
@@ -55,14 +55,15 @@ PAIRED_KEYS = ("keep_psnr", "traj_px", "target_psnr", "target_ok")
 class Config:
     model: str = "toy"
     clips: int = 20
-    steps: int = 5
-    inner_steps: int = 2
+    steps: int = 20
+    inner_steps: int = 5
     frames: int = 16
     rows: tuple[str, ...] = method.ROW_NAMES
     workers: int = 1
     threads: int = 1
     sheets: int = 3
     device: str = "cpu"
+    first_seed: int = cases.QUALITY_SEED_START
 
     @property
     def method(self) -> method.MethodSettings:
@@ -77,7 +78,8 @@ class Config:
             "frames": self.frames,
             "rows": list(self.rows),
             "method": self.method.identity(),
-            "version": 1,
+            "first_seed": self.first_seed,
+            "version": 2,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -105,7 +107,9 @@ def clip_size(model) -> int:
 
 def run_clip(model, config: Config, index: int, sheet: Path | None = None) -> dict[str, Any]:
     """Invert and edit case ``index`` with every configured row; all numbers of that clip."""
-    case = cases.make_case(index, frames=config.frames, size=clip_size(model))
+    case = cases.make_case(
+        index, frames=config.frames, size=clip_size(model), seed0=config.first_seed
+    )
     rows = [r for r in method.ROWS if r.name in config.rows]
     settings = config.method
     vae = method.vae_round_trip(model, case)
@@ -121,9 +125,11 @@ def run_clip(model, config: Config, index: int, sheet: Path | None = None) -> di
         ("ideal: " + case.target_prompt, case.target.frames),
     ]
     for row in rows:
-        if row.inversion not in inversions:
-            inversions[row.inversion] = method.invert(model, case, row.inversion, settings)
-        inverted = inversions[row.inversion]
+        if row.inversion_id not in inversions:
+            inversions[row.inversion_id] = method.invert(
+                model, case, row.inversion, replace(settings, stdg_scale=row.stdg_scale)
+            )
+        inverted = inversions[row.inversion_id]
         frames, cost = method.edit(model, case, inverted, row, settings)
         results[row.name] = {
             **cases.score_edit(case, frames),
@@ -131,6 +137,9 @@ def run_clip(model, config: Config, index: int, sheet: Path | None = None) -> di
             "seconds": inverted.seconds + cost["edit_seconds"],
             "forward_equivalents": inverted.forward_equivalents + cost["edit_forward_equivalents"],
             "inversion_seconds": inverted.seconds,
+            "stdg_applied": inverted.stdg_applied,
+            "stdg_bounded": inverted.stdg_bounded,
+            "stdg_ratio_max": inverted.stdg_ratio_max,
             **cost,
         }
         panels.append((row.name, frames))
@@ -153,6 +162,9 @@ def run_clip(model, config: Config, index: int, sheet: Path | None = None) -> di
                 "forward_equivalents": inv.forward_equivalents,
                 "recon_psnr": inv.recon_psnr,
                 "by_purpose": inv.by_purpose,
+                "stdg_applied": inv.stdg_applied,
+                "stdg_bounded": inv.stdg_bounded,
+                "stdg_ratio_max": inv.stdg_ratio_max,
             }
             for name, inv in inversions.items()
         },
@@ -440,7 +452,8 @@ def _fmt(value: Any, digits: int = 2, percent: bool = False) -> str:
 
 HEADER = (
     "| row | recon PSNR dB | edit acc | all attrs | keep PSNR dB | traj err px | found "
-    "| smoothness | frame diff | target PSNR dB | s / clip | UNet FE / clip |"
+    "| smoothness | frame diff | target PSNR dB | s / clip | UNet FE / clip "
+    "| STDG applied | bound acted |"
 )
 
 
@@ -458,6 +471,8 @@ def _line(name: str, row: dict[str, float], cost: bool = True) -> str:
         _fmt(row.get("target_psnr")),
         _fmt(row.get("seconds"), 1) if cost else "–",
         _fmt(row.get("forward_equivalents"), 0) if cost else "–",
+        _fmt(row.get("stdg_applied"), 3) if cost else "–",
+        _fmt(row.get("stdg_bounded"), percent=True) if cost else "–",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -466,12 +481,13 @@ def markdown(report: dict[str, Any]) -> str:
     config = report["config"]
     lines = [
         f"Model `{config['model']}`, {report['clips_done']} of {config['clips']} held-out clips of "
-        f"{config['frames']} frames, {config['steps']} DDIM steps, null-text inner steps <= {config['inner_steps']}; "
+        f"{config['frames']} frames (clip seeds from {config['first_seed']}), "
+        f"{config['steps']} DDIM steps, null-text inner steps <= {config['inner_steps']}; "
         f"{report['clip_seconds_total'] / 60:.1f} min of clip work "
         f"({config['workers']} worker(s) x {config['threads']} thread(s)).",
         "",
         HEADER,
-        "|" + "---|" * 12,
+        "|" + "---|" * 14,
     ]
     for name, row in report["table"].items():
         lines.append(_line(name, row))
@@ -528,14 +544,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path, bool]:
         help="smoke run: 3 clips, 8 frames, 3 steps, 1 inner step (numbers mean little)",
     )
     parser.add_argument("--clips", type=int, help="number of held-out clips (default 20)")
-    parser.add_argument("--steps", type=int, help="DDIM steps of inversion and edit (default 5)")
+    parser.add_argument("--steps", type=int, help="DDIM steps of inversion and edit (default 20)")
     parser.add_argument(
         "--inner",
         type=int,
         dest="inner_steps",
-        help="most null-text Adam updates per step (default 2)",
+        help="most null-text Adam updates per step (default 5)",
     )
     parser.add_argument("--frames", type=int, help="frames per clip (default 16)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        dest="first_seed",
+        help=f"clip seed of the first clip (default {cases.QUALITY_SEED_START})",
+    )
     parser.add_argument(
         "--model", default=None, help="'toy' (default) or 'tiny' (random: for tests)"
     )
@@ -565,6 +587,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path, bool]:
             "steps",
             "inner_steps",
             "frames",
+            "first_seed",
             "model",
             "workers",
             "threads",

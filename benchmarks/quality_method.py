@@ -29,7 +29,12 @@ import numpy as np
 
 from videodirector_cli import metrics
 from videodirector_cli.settings.edit import EditSettings
-from videodirector_cli.settings.invert import InvertSettings, NullTextSettings, STDGSettings
+from videodirector_cli.settings.invert import (
+    DEFAULT_MAX_RATIO,
+    InvertSettings,
+    NullTextSettings,
+    STDGSettings,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +53,16 @@ class Row:
     sa2: bool = True
     cross: bool = True
     blend: bool = False
+    mode: str = "refine"
+    """Cross-attention mapping of the edit (`vdir edit --mode`)."""
+    stdg_scale: float = 1.0
+    """`vdir invert --stdg-scale` of the row's inversion (STDG rows only)."""
     about: str = ""
+
+    @property
+    def inversion_id(self) -> str:
+        """Rows with the same id share one inversion per clip."""
+        return self.inversion if self.stdg_scale == 1.0 else f"{self.inversion}@{self.stdg_scale:g}"
 
 
 ROWS: tuple[Row, ...] = (
@@ -60,6 +74,9 @@ ROWS: tuple[Row, ...] = (
     Row("no-cross", "full", cross=False, about="no cross-attention control"),
     Row("ddim+p2p", "ddim", sa1=False, sa2=False, about="plain DDIM inversion + prompt-to-prompt"),
     Row("full+blend", "full", blend=True, about="full method with --blend"),
+    Row("replace", "full", mode="replace", about="full method, cross-attention --mode replace"),
+    Row("stdg-scale-0.25", "full", stdg_scale=0.25, about="full method, --stdg-scale 0.25"),
+    Row("stdg-scale-4", "full", stdg_scale=4.0, about="full method, --stdg-scale 4"),
 )
 ROW_NAMES = tuple(row.name for row in ROWS)
 
@@ -70,6 +87,8 @@ class MethodSettings:
 
     steps: int = 5
     inner_steps: int = 2
+    stdg_scale: float = 1.0
+    max_ratio: float = DEFAULT_MAX_RATIO
 
     def inversion(self, kind: str, target: str) -> InvertSettings:
         """The settings `vdir invert` would run the inversion row ``kind`` with."""
@@ -78,12 +97,19 @@ class MethodSettings:
             null_text=NullTextSettings(
                 mode="shared" if kind == "shared" else "per-frame", inner_steps=self.inner_steps
             ),
-            stdg=STDGSettings(enabled=kind not in ("no-stdg", "ddim"), target=target),
+            stdg=STDGSettings(
+                enabled=kind not in ("no-stdg", "ddim"),
+                target=target,
+                scale=self.stdg_scale,
+                max_ratio=self.max_ratio,
+            ),
         )
 
     def edit(self, row: Row) -> EditSettings:
         """The settings `vdir edit` would run the row's edit with (masks: the edited region)."""
-        return EditSettings(sa1=row.sa1, sa2=row.sa2, cross=row.cross, blend=row.blend)
+        return EditSettings(
+            sa1=row.sa1, sa2=row.sa2, cross=row.cross, blend=row.blend, mode=row.mode
+        )
 
     def identity(self) -> dict[str, Any]:
         """What the cached per-clip results depend on (the same numbers as before the settings
@@ -95,6 +121,9 @@ class MethodSettings:
             "guidance_scale": invert.guidance_scale,
             "tau_s": edit.tau_s,
             "tau_c": edit.tau_c,
+            "mode": edit.mode,
+            "stdg_scale": self.stdg_scale,
+            "max_ratio": self.max_ratio,
         }
 
 
@@ -106,6 +135,12 @@ class Inverted:
     forward_equivalents: float
     recon_psnr: float
     by_purpose: dict[str, float] = field(default_factory=dict)
+    stdg_applied: float = 0.0
+    """Mean over steps of the applied STDG ratio (after the bound; 0: STDG did nothing)."""
+    stdg_bounded: float = 0.0
+    """Share of the steps where the bound acted."""
+    stdg_ratio_max: float = 0.0
+    """Largest ratio before the bound."""
 
 
 def _masks_tensor(masks: np.ndarray) -> torch.Tensor:
@@ -187,6 +222,9 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
         forward_equivalents=counter.forward_equivalents,
         recon_psnr=metrics.psnr(reconstruction, case.source.frames),
         by_purpose=dict(counter.by_purpose),
+        stdg_applied=float(np.mean([s.applied_ratio for s in trajectory])),
+        stdg_bounded=float(np.mean([s.bounded for s in trajectory])),
+        stdg_ratio_max=max(s.guidance_ratio for s in trajectory),
     )
 
 

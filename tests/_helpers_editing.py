@@ -24,7 +24,8 @@ SOURCE = "a brown bear walking on rocks"
 FRAMES = 8
 LATENT = 16
 STEPS = 4
-CFG = 7.5
+CFG = 8.5
+"""vdir invert's default (the reference's eps_c + 7.5 (eps_c - eps_u))."""
 
 
 def make_stored_inversion(

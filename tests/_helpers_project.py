@@ -26,6 +26,7 @@ from videodirector_cli.project.params import (
 from videodirector_cli.settings.edit import EditSettings
 from videodirector_cli.settings.invert import InvertSettings
 from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.stages.invert import ALGORITHM_VERSION
 
 
 def frames_record(
@@ -57,7 +58,7 @@ def inversion_params(
         "settings": InvertSettings(steps=steps),
         "uses_mask": False,
         "model": ModelChoice(model=model),
-        "algorithm_version": 1,
+        "algorithm_version": ALGORITHM_VERSION,
         **changes,
     }
     return InversionParams(**data)

@@ -21,7 +21,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 
 EXEMPT_IMPORTS: set[str] = set()
 
-STAGE_HELPERS = {"outcome", "common", "inversion_files", "edit_names", "planning"}
+STAGE_HELPERS = {"outcome", "common", "inversion_files", "edit_names", "invert_history", "planning"}
 """stages/ modules shared by the stages: they never import a stage module."""
 PIPELINE = {"demo"}
 """The demo runs the other stages: the one stage module allowed to import them."""

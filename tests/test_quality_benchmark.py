@@ -72,15 +72,21 @@ def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch, tiny_m
     assert (tmp_path / "sheets" / "000.png").is_file()
     clip = report["clips"][0]
     inversions = clip["inversions"]
-    assert set(inversions) == {"full", "shared", "no-stdg", "ddim"}
+    assert set(inversions) == {"full", "shared", "no-stdg", "ddim", "full@0.25", "full@4"}
     # rows that share the full inversion are charged the same inversion
-    for name in ("no-sa1", "no-sa2", "no-cross", "full+blend"):
+    for name in ("no-sa1", "no-sa2", "no-cross", "full+blend", "replace"):
         assert clip["rows"][name]["inversion_seconds"] == clip["rows"]["full"]["inversion_seconds"]
     # plain DDIM inversion optimises nothing: it is the cheapest; STDG costs passes
     fe = {k: v["forward_equivalents"] for k, v in inversions.items()}
     assert fe["ddim"] < fe["no-stdg"] < fe["full"]
     assert inversions["full"]["by_purpose"].get("stdg", 0) > 0
     assert "stdg" not in inversions["no-stdg"]["by_purpose"]
+    # every row reports how much STDG acted; the scale rows scale it (below the bound)
+    applied = {k: v["stdg_applied"] for k, v in inversions.items()}
+    assert applied["no-stdg"] == applied["ddim"] == 0.0 and applied["full"] > 0
+    assert applied["full@0.25"] < applied["full"] < applied["full@4"]
+    for row in report["table"].values():
+        assert 0.0 <= row["stdg_bounded"] <= 1.0 and row["stdg_applied"] >= 0
     # a second run with the same settings reuses the finished clip
     again = quality.run(config, tmp_path, log=lines.append)
     assert again["computed_clips"] == 0 and again["clips_done"] == 1
@@ -105,6 +111,9 @@ def test_command_line_options():
     config, out, collect = quality.parse_args(["--quick", "--rows", "full,no-sa1", "--out", "x"])
     assert config.clips == quality.QUICK["clips"] and config.rows == ("full", "no-sa1")
     assert out == Path("x") and not collect
+    assert config.first_seed == quality_cases.QUALITY_SEED_START
+    assert quality.parse_args(["--first-seed", "7"])[0].first_seed == 7
+    assert quality_cases.make_case(0, seed0=7).seed == 7
     with pytest.raises(SystemExit):
         quality.parse_args(["--rows", "full,bogus"])
 

@@ -46,8 +46,8 @@ def _stdg(counter=None, masks=True, **coefficients):
 
 def test_a_guided_ddim_step_lowers_the_guidance_loss_at_the_next_timestep():
     """Step 1 from a latent that drifted off the pivots: with the guidance the new latent's
-    features at t_prev are closer to the pivot's than without it, and the opposite sign is
-    worse than both. This fixes cfg.GUIDANCE_SIGN."""
+    features at t_prev are closer to the pivot's than without it, and the opposite sign (the
+    reference's minus) is worse than both. This fixes cfg.GUIDANCE_SIGN."""
     model, schedule, cond, empty, pivots, z_t = setup()
     stdg = _stdg()
     index, t, t_prev = 1, schedule.timesteps[1], schedule.timesteps[2]
@@ -70,7 +70,7 @@ def test_a_guided_ddim_step_lowers_the_guidance_loss_at_the_next_timestep():
         f"opposite sign {flipped:.4g}"
     )
     assert GUIDANCE_SIGN == 1.0
-    assert guided < 0.8 * unguided < flipped
+    assert guided < 0.99 * unguided and flipped > 1.01 * unguided
 
 
 def test_guidance_is_the_gradient_of_the_loss():

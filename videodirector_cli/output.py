@@ -72,7 +72,7 @@ class Output:
     def warn(self, message: str) -> None:
         """A warning on stderr; shown even with --json (stderr stays free for messages)."""
         if self.mode != "quiet":
-            self.stderr.print(f"warning: {message}", markup=False, style="yellow")
+            self.stderr.print(f"warning: {message}", markup=False, style="yellow", soft_wrap=True)
 
     def result(self, data: dict[str, Any], human: str | None = None) -> None:
         """The command's one result: JSON on stdout with --json, else a human summary."""

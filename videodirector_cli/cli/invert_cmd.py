@@ -47,6 +47,7 @@ def invert(
     prompt: str | None = setting(InvertRequest, "prompt", show_default=False),
     steps: int = setting(InvertSettings, "steps"),
     cfg: float = setting(InvertSettings, "guidance_scale"),
+    negative_prompt: str = setting(InvertSettings, "negative_prompt"),
     null: str = setting(NullTextSettings, "mode"),
     inner_steps: int = setting(NullTextSettings, "inner_steps"),
     lr: float = setting(NullTextSettings, "learning_rate"),
@@ -64,6 +65,8 @@ def invert(
     zeta_f: float = setting(STDGSettings, "zeta_f"),
     zeta_b: float = setting(STDGSettings, "zeta_b"),
     target: str = setting(STDGSettings, "target"),
+    stdg_scale: float = setting(STDGSettings, "scale"),
+    stdg_max_ratio: float = setting(STDGSettings, "max_ratio"),
     mask: str = setting(InvertSettings, "mask"),
     seed: int = setting(InvertSettings, "seed"),
     no_report: bool = setting(InvertSettings, "report", default=False),
@@ -90,6 +93,7 @@ def invert(
     settings = InvertSettings.of(
         steps=steps,
         guidance_scale=cfg,
+        negative_prompt=negative_prompt,
         null_text=NullTextSettings.of(
             mode=null,
             inner_steps=inner_steps,
@@ -106,6 +110,8 @@ def invert(
             zeta_f=zeta_f,
             zeta_b=zeta_b,
             target=target,
+            scale=stdg_scale,
+            max_ratio=stdg_max_ratio,
         ),
         mask=mask,
         seed=seed,

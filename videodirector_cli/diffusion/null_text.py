@@ -3,7 +3,9 @@
 From the first denoising step (t = T) on, each step i:
 
 1. the conditional noise prediction at z_t, once, without gradient (reused by every iteration);
-2. STDG guidance G at z_t against the pivot z*_t, once (before the inner loop);
+2. STDG guidance G at z_t against the pivot z*_t, once (before the inner loop), scaled and
+   bounded per frame against the conditional prediction of 1. (stdg_bound.py); the bounded G is
+   what the step applies, stores and `vdir edit` replays;
 3. up to ``inner_steps`` Adam updates of the null (lr = lr0 * (1 - i / 2T)) minimising
    MSE(DDIM step(z_t, CFG eps + sqrt(1 - alpha_bar_t) G), z*_{t_prev}); the loop stops early once
    the loss is below early_stop + i * early_stop_slope;
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule
+from videodirector_cli.diffusion.stdg_bound import bound_guidance
 from videodirector_cli.diffusion.trajectory import TrajectoryStep
 from videodirector_cli.diffusion.unet_call import predict_noise
 from videodirector_cli.errors import NumericalError
@@ -77,12 +80,17 @@ def optimise_nulls(
             eps_cond = predict_noise(
                 unet, current, timestep, cond, counter=counter, purpose="conditional"
             )
-        guidance, guidance_loss = None, 0.0
+        noise_scale = schedule.noise_scale(index)
+        guidance, guidance_loss, bounded = None, 0.0, None
         if stdg is not None and stdg.active:
             pivot = pivots[steps - index].to(current.device, torch.float32)
-            guidance, guidance_loss = stdg.guidance(current, pivot, timestep, cond)
-            _check_finite(guidance, "STDG guidance", index, timestep)
-        noise_scale = schedule.noise_scale(index)
+            grad, guidance_loss = stdg.guidance(current, pivot, timestep, cond)
+            _check_finite(grad, "STDG guidance", index, timestep)
+            assert eps_cond is not None  # a full forward always returns eps
+            bounded = bound_guidance(
+                grad, eps_cond, noise_scale, stdg.settings.scale, stdg.settings.max_ratio
+            )
+            guidance = bounded.guidance
         null = null.detach().clone().requires_grad_(True)
         optimiser = torch.optim.Adam([null], lr=config.lr_at(index, steps))
         threshold = config.threshold_at(index)
@@ -122,6 +130,10 @@ def optimise_nulls(
             loss=loss_value,
             iterations=updates,
             guidance_loss=guidance_loss,
+            guidance_ratio=bounded.ratio_max if bounded else 0.0,
+            guidance_ratio_mean=bounded.ratio_mean if bounded else 0.0,
+            applied_ratio=bounded.applied_mean if bounded else 0.0,
+            bounded=bounded.bounded if bounded else False,
         )
         if on_step is not None:
             on_step(result)

@@ -28,7 +28,8 @@ def reconstruction_report(
     counter: PassCounter | None = None,
 ) -> dict[str, Any]:
     """The optimised inversion's end latent vs plain DDIM inversion sampled back with the same
-    CFG and the "" null, and the VAE's own round trip (the ceiling of both). PSNR is
+    CFG and the negative prompt's embedding as the null (``empty``), and the VAE's own round
+    trip (the ceiling of both). PSNR is
     ``metrics.psnr``: identical frames give its cap, never infinity."""
     from videodirector_cli.diffusion.inversion import sample_cfg
     from videodirector_cli.diffusion.latents import decode_latents

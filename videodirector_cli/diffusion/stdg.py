@@ -4,7 +4,8 @@ At step t the UNet runs twice with the source prompt, both forwards stopped afte
 the loss reads: once at the pivot z*_t (no gradient: the reference features) and once at the
 current latent z_t (with gradient). One weighted loss
 
-    L = sum_b w_b [eta_f T_b^f + eta_b T_b^b + zeta_f K_b^f + zeta_b K_b^b]
+    L = (h w / 64^2) [mean_l w_b(l) (eta_f T_l^f + eta_b T_l^b) + mean_l w_b(l) (zeta_f K_l^f
+        + zeta_b K_l^b)]     (l: the motion layers, then the key layers, of all chosen blocks)
 
 gives, with ONE backward pass, G = dL/dz_t = eta_f G_T^f + eta_b G_T^b + zeta_f G_K^f + zeta_b G_K^b
 (the paper's sum of four gradients, by linearity). Terms:
@@ -16,7 +17,15 @@ gives, with ONE backward pass, G = dL/dz_t = eta_f G_T^f + eta_b G_T^b + zeta_f 
 - K (appearance): spatial self-attention keys (attn1 of the spatial transformers in ``blocks``),
   averaged per frame over the masked pixels; MSE between reference and current means.
 
-Each term is averaged over the block's layers and weighted per block. A zero coefficient skips
+Block weights combine as the reference's (additional_components.py): per term kind (motion,
+appearance), each LAYER's loss times its block's weight, averaged over all layers of all chosen
+blocks (``weighted_layer_mean``). With equal layer counts per block and the defaults (20000,
+10000) that is 10000 * mean(up_blocks.1) + 5000 * mean(up_blocks.2). The total is then
+multiplied by ``size_factor`` = h * w / 64^2 of the latent (exactly 1 for SD1.5 at 512x512, the
+reference's setting): a mean over N latent positions has per-element gradients ~ 1/N, so the
+factor keeps G per element the same at any latent size (docs/inversion.md).
+
+A zero coefficient skips
 its term; if all motion (or all appearance) terms are zero their layers are not even recorded;
 all four zero -> no pass at all. The mask is resized to each layer by area: a layer pixel is
 foreground when at least half of the frame pixels it covers are.
@@ -154,24 +163,25 @@ class STDG:
         import torch
 
         any_feature = next(iter({**current.temporal, **current.keys}.values()))
-        device = any_feature.device
-        total = torch.zeros((), dtype=torch.float32, device=device)
-        for block, weight in zip(self.settings.blocks, self.settings.block_weights, strict=True):
-            block_loss = torch.zeros((), dtype=torch.float32, device=device)
-            if self.uses_temporal:
-                names = [x.name for x in self._temporal_layers if x.block == block]
-                for name in names:
-                    block_loss = block_loss + self._temporal_term(
-                        current.temporal[name], reference.temporal[name]
-                    ) / len(names)
-            if self.uses_keys:
-                names = [x.name for x in self._key_layers if x.block == block]
-                for name in names:
-                    block_loss = block_loss + self._key_term(
-                        current.keys[name], reference.keys[name]
-                    ) / len(names)
-            total = total + weight * block_loss
-        return total
+        total = torch.zeros((), dtype=torch.float32, device=any_feature.device)
+        weight_of = dict(zip(self.settings.blocks, self.settings.block_weights, strict=True))
+        if self.uses_temporal:
+            total = total + weighted_layer_mean(
+                [
+                    self._temporal_term(current.temporal[x.name], reference.temporal[x.name])
+                    for x in self._temporal_layers
+                ],
+                [weight_of[x.block] for x in self._temporal_layers],
+            )
+        if self.uses_keys:
+            total = total + weighted_layer_mean(
+                [
+                    self._key_term(current.keys[x.name], reference.keys[x.name])
+                    for x in self._key_layers
+                ],
+                [weight_of[x.block] for x in self._key_layers],
+            )
+        return total * size_factor(self.latent_size)
 
     def _temporal_term(self, current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """current/reference: (H*W, heads, F, F) for one video."""
@@ -260,6 +270,28 @@ class STDG:
 
         with torch.no_grad():
             return float(self.loss(self.features(latent, timestep, cond, "stdg-eval"), reference))
+
+
+REFERENCE_LATENT_CELLS = 64 * 64
+"""Latent positions of SD1.5 at 512x512, where the reference tuned its weights."""
+
+
+def weighted_layer_mean(losses: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """mean over layers of (block weight x layer loss): the reference's stack-then-mean (its
+    /100 before and x100 after cancel)."""
+    import torch
+
+    if len(losses) != len(weights) or not losses:
+        raise ValueError(f"{len(losses)} layer losses for {len(weights)} weights")
+    stacked = torch.stack([loss.float() for loss in losses])
+    factors = torch.tensor(weights, dtype=torch.float32, device=stacked.device)
+    return (stacked * factors).mean()
+
+
+def size_factor(latent_size: tuple[int, ...]) -> float:
+    """h * w / 64^2: 1 at the reference's latent size; keeps G per element size-independent."""
+    h, w = latent_size[-2], latent_size[-1]
+    return h * w / REFERENCE_LATENT_CELLS
 
 
 def layer_size(latent_size: tuple[int, ...], pixels: int) -> tuple[int, int]:

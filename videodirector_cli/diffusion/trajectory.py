@@ -28,13 +28,22 @@ class TrajectoryStep:
     next_latent: torch.Tensor
     """z_{t_prev}, the step's result with the optimised null."""
     guidance: torch.Tensor | None = None
-    """The STDG guidance G of this step (None when STDG is off)."""
+    """The STDG guidance of this step as applied: scaled and bounded (stdg_bound.py), so that
+    sqrt(1 - alpha_bar_t) * guidance is the term added to eps (None when STDG is off)."""
     loss: float = 0.0
     """MSE(next_latent, pivot z*_{t_prev})."""
     iterations: int = 0
     """Adam updates used."""
     guidance_loss: float = 0.0
     """The STDG loss at the step's start latent (0 when STDG is off)."""
+    guidance_ratio: float = 0.0
+    """Before the bound: max over frames of RMS(applied term) / RMS(conditional eps)."""
+    guidance_ratio_mean: float = 0.0
+    """The same, mean over frames."""
+    applied_ratio: float = 0.0
+    """After the bound, mean over frames (0: STDG did nothing this step)."""
+    bounded: bool = False
+    """Whether the bound acted on any frame."""
 
 
 @dataclass

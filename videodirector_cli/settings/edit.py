@@ -36,10 +36,10 @@ class EditSettings(Settings):
         "ranges (7-15) and block names (up_blocks.1).",
     )
     mode: EditMode = Field(
-        "auto",
-        description="Cross-attention mapping: 'replace' swaps words one for one (same word "
-        "count), 'refine' aligns inserted or removed words, 'auto' picks replace when the "
-        "word counts match and refine otherwise.",
+        "refine",
+        description="Cross-attention mapping: 'refine' aligns the prompts' words (new words "
+        "keep the edit's own maps; every reference config uses it), 'replace' swaps words one "
+        "for one (same word count), 'auto' picks replace when the word counts match.",
     )
     reweight: dict[str, float] = Field(
         default_factory=dict,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -57,6 +58,10 @@ class NullTextSettings(Settings):
             raise UsageError("--early-stop and --early-stop-slope must be 0 or more")
 
 
+DEFAULT_MAX_RATIO = 0.25
+"""--stdg-max-ratio's default, from the toy-model sweep in docs/inversion.md."""
+
+
 class STDGSettings(Settings):
     """Spatial-temporal decoupled guidance (paper eq. 2-5): which blocks, which weights."""
 
@@ -90,6 +95,18 @@ class STDGSettings(Settings):
         description="What the edit will change: 'foreground' (the masked object) or "
         "'background' (swaps the foreground and background coefficients).",
     )
+    scale: float = Field(
+        1.0,
+        description="Multiplies the STDG gradient (the reference's grad_guidance_scale, 1 in "
+        "all its configs).",
+        json_schema_extra={"option": "--stdg-scale"},
+    )
+    max_ratio: float = Field(
+        DEFAULT_MAX_RATIO,
+        description="Bound on the applied STDG term per frame: at most this times the RMS of "
+        "the step's conditional noise prediction (chosen by the sweep in docs/inversion.md).",
+        json_schema_extra={"option": "--stdg-max-ratio"},
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +121,9 @@ class STDGSettings(Settings):
         return data
 
     def check(self) -> None:
+        for value, option in ((self.scale, "--stdg-scale"), (self.max_ratio, "--stdg-max-ratio")):
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"{option} must be a finite number >= 0, not {value:g}")
         if not self.blocks:
             raise UsageError("--stdg-blocks needs at least one block, e.g. up_blocks.1,up_blocks.2")
         if len(self.block_weights) != len(self.blocks):
@@ -118,9 +138,15 @@ class InvertSettings(Settings):
 
     steps: int = Field(50, description="DDIM steps (the same grid is used for editing).")
     guidance_scale: float = Field(
-        7.5,
-        description="Classifier-free guidance weight the edit will use.",
+        8.5,
+        description="Classifier-free guidance weight w in eps_u + w (eps_c - eps_u), for the "
+        "null-text optimisation and the edit. 8.5 is the reference's eps_c + 7.5 (eps_c - eps_u).",
         json_schema_extra={"option": "--cfg"},
+    )
+    negative_prompt: str = Field(
+        "",
+        description="Encoded as the initial null of the optimisation and the unconditional "
+        "embedding of the plain-DDIM report (as the reference).",
     )
     null_text: NullTextSettings = Field(default_factory=NullTextSettings)
     stdg: STDGSettings = Field(default_factory=STDGSettings)

@@ -10,8 +10,10 @@ The in-memory inversion it reads into is diffusion/trajectory.py's ``StoredInver
 - ``steps/step_NNNN.safetensors``, one per denoising step i (i = 0 runs at timesteps[0] = T):
   "null" (F, L, D) or (1, L, D) float32, the optimised null used at this step; "latent" z_t, the
   latent the step starts from (1, C, F, h, w) float32 (the pivot z*_T for i = 0); "next_latent"
-  the latent after the step; "guidance" (1, C, F, h, w) float32 when STDG is on. Metadata: key,
-  step, timestep, loss, iterations.
+  the latent after the step; "guidance" (1, C, F, h, w) float32 when STDG is on: the bounded,
+  scaled G the step applied (edit adds sqrt(1 - alpha_bar_t) times it). Metadata: key, step,
+  timestep, loss, iterations, guidance_loss, guidance_ratio (before the bound, max over frames),
+  guidance_ratio_mean, applied_ratio (after the bound, mean), bounded ("1" when it acted).
 - ``inversion.json``: params and the report, written when the inversion completes.
 
 Every file is written atomically (temp file + rename), so a step file that exists is complete:
@@ -102,6 +104,10 @@ class InversionFiles:
             "loss": repr(float(result.loss)),
             "iterations": str(int(result.iterations)),
             "guidance_loss": repr(float(result.guidance_loss)),
+            "guidance_ratio": repr(float(result.guidance_ratio)),
+            "guidance_ratio_mean": repr(float(result.guidance_ratio_mean)),
+            "applied_ratio": repr(float(result.applied_ratio)),
+            "bounded": "1" if result.bounded else "0",
             "format": str(FORMAT_VERSION),
         }
         with atomic_path(self.step_path(result.step)) as tmp:
@@ -119,6 +125,10 @@ class InversionFiles:
             loss=float(metadata.get("loss", "nan")),
             iterations=int(metadata.get("iterations", "0")),
             guidance_loss=float(metadata.get("guidance_loss", "0.0")),
+            guidance_ratio=float(metadata.get("guidance_ratio", "0.0")),
+            guidance_ratio_mean=float(metadata.get("guidance_ratio_mean", "0.0")),
+            applied_ratio=float(metadata.get("applied_ratio", "0.0")),
+            bounded=metadata.get("bounded", "0") == "1",
         )
 
     def completed_steps(self, key: str | None = None) -> int:

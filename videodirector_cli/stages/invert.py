@@ -25,6 +25,7 @@ from videodirector_cli.project.readers import frames_info, read_project_masks
 from videodirector_cli.project.store import Project
 from videodirector_cli.settings.invert import InvertRequest
 from videodirector_cli.stages.inversion_files import InversionFiles
+from videodirector_cli.stages.invert_history import History, human_summary, progress_fields
 from videodirector_cli.stages.outcome import StageOutcome
 from videodirector_cli.stages.planning import Frames, invert_work, plan_outcome, run_plan
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.schedule import Schedule
     from videodirector_cli.diffusion.trajectory import TrajectoryStep
 
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 """Bump when the math changes: old inversions then no longer count as up to date."""
 
 
@@ -121,6 +122,7 @@ def run_invert(
         spec.device, spec.dtype = choice.device, choice.dtype
         model = load_model(spec, output)
     check_prompt(model.tokenizer, prompt, "the source prompt")
+    check_prompt(model.tokenizer, settings.negative_prompt, "--negative-prompt")
     if settings.stdg.enabled:
         check_blocks(model.unet, settings.stdg.blocks)
     frames = read_frames(info.files)
@@ -225,16 +227,16 @@ def _run_locked(
     with project.stage(("inversions", key), params, inputs, total=steps) as run:
         project.manifest.current_inversion = key
         cond = encode_prompt(model, params.prompt)
-        empty = encode_prompt(model, "")
+        negative = encode_prompt(model, settings.negative_prompt)
         pivots = _pivots(files, key, schedule, model, frames, cond, counter, output)
         done = files.completed_steps(key)
         files.remove_steps_from(done)
         stored = [files.load_step(i) for i in range(done)]
-        history = _History(stored)
+        history = History(stored)
         if stored:
             null, latent = stored[-1].null, stored[-1].next_latent
         else:
-            null, latent = initial_null(empty, frames.shape[0], settings.null_text.mode), None
+            null, latent = initial_null(negative, frames.shape[0], settings.null_text.mode), None
         device = model.device
         null = null.to(device)
         latent = latent.to(device) if latent is not None else None
@@ -254,7 +256,7 @@ def _run_locked(
                 files.save_step(key, result)
                 history.add(result)
                 run.checkpoint(result.step + 1, **history.metrics())
-                bar.advance(1, loss=result.loss, iters=result.iterations)
+                bar.advance(1, **progress_fields(result, stdg is not None and stdg.active))
                 if on_step is not None:
                     on_step(result)
 
@@ -282,7 +284,7 @@ def _run_locked(
                 pivots,
                 optimised,
                 cond,
-                empty,
+                negative,
                 settings.guidance_scale,
                 frames,
                 counter,
@@ -304,10 +306,20 @@ def _run_locked(
                 "passes": passes,
                 "losses": history.losses,
                 "iterations": history.iterations,
+                "stdg": {
+                    "ratios": history.ratios,
+                    "ratios_mean": history.ratios_mean,
+                    "applied": history.applied,
+                    "bounded": history.bounded,
+                    **history.stdg_summary(),
+                },
                 "timesteps": list(schedule.timesteps),
             }
         )
         run.checkpoint(steps, **metrics)
+    warning = history.bound_warning(settings.stdg.max_ratio) if settings.stdg.enabled else None
+    if warning is not None:
+        output.warn(warning)
     result = {
         "inversion": key,
         "up_to_date": False,
@@ -316,12 +328,19 @@ def _run_locked(
         "losses": history.losses,
         "iterations": history.iterations,
         "guidance_losses": history.guidance_losses,
+        "stdg_ratios": history.ratios,
+        "stdg_ratios_mean": history.ratios_mean,
+        "stdg_applied": history.applied,
+        "stdg_bounded": history.bounded,
+        **history.stdg_summary(),
+        "stdg_warning": warning,
         "report": report,
         "passes": passes,
         "mask": masks is not None,
         "resumed_from": done,
     }
-    return InvertOutcome(result, _human(key, steps, history, report, passes, done), key, metrics)
+    human = human_summary(key, steps, history, report, passes, done)
+    return InvertOutcome(result, human, key, metrics)
 
 
 def _pivots(
@@ -347,51 +366,3 @@ def _pivots(
     files.remove_steps_from(0)
     files.save_pivots(key, pivots, list(schedule.timesteps))
     return pivots
-
-
-class _History:
-    """The per-step numbers of the steps done so far (stored ones included, after a resume)."""
-
-    def __init__(self, stored: list[TrajectoryStep]) -> None:
-        self.losses = [float(s.loss) for s in stored]
-        self.iterations = [int(s.iterations) for s in stored]
-        self.guidance_losses = [float(s.guidance_loss) for s in stored]
-
-    def add(self, step: TrajectoryStep) -> None:
-        self.losses.append(float(step.loss))
-        self.iterations.append(int(step.iterations))
-        self.guidance_losses.append(float(step.guidance_loss))
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "losses": list(self.losses),
-            "iterations": list(self.iterations),
-            "guidance_losses": list(self.guidance_losses),
-            "last_loss": self.losses[-1] if self.losses else None,
-        }
-
-
-def _human(key, steps, history: _History, report, passes, done) -> str:
-    losses, iterations = history.losses, history.iterations
-    lines = [
-        f"inversion {short(key)} done: {steps} steps"
-        + (f" (resumed after step {done})" if done else "")
-    ]
-    if losses:
-        lines.append(
-            f"  null-text loss: last {losses[-1]:.3g}, max {max(losses):.3g}; "
-            f"inner iterations {sum(iterations)} in all (mean {sum(iterations) / len(iterations):.1f})"
-        )
-    if report:
-        o, p = report["optimised"], report["plain_ddim"]
-        lines.append(
-            f"  reconstruction: optimised latent MSE {o['latent_mse']:.3g}, PSNR {o['psnr']:.2f} dB; "
-            f"plain DDIM (cfg {report['guidance_scale']:g}) {p['latent_mse']:.3g}, "
-            f"{p['psnr']:.2f} dB; VAE alone {report['vae_psnr']:.2f} dB"
-        )
-    if passes.get("optimisation_per_step") is not None:
-        lines.append(
-            f"  UNet work: {passes['optimisation_per_step']:g} forward-equivalents per step, "
-            f"{passes['forward_equivalents']:g} in all"
-        )
-    return "\n".join(lines)
