@@ -112,7 +112,7 @@ V1_SAMPLE: dict[str, Any] = {
     },
     "masks": {
         "status": "done",
-        "params": {"method": "import", "from": "/data/masks", "ellipse": True},
+        "params": {"method": "import", "from": "my-masks", "ellipse": True},
     },
 }
 """Records as vdir 0.1 wrote them (report numbers shortened; other record fields left out)."""
@@ -199,7 +199,7 @@ def test_schema_1_records_become_typed_settings():
     assert plain["stdg"] == {"enabled": False} and plain["report"] is False
     edit = upgraded["edits"]["big"]["params"]
     assert edit["settings"]["blend_dilate"] == 4 and "guidance_scale" not in edit
-    assert upgraded["masks"]["params"]["from_dir"] == "/data/masks"
+    assert upgraded["masks"]["params"]["from_dir"] == "my-masks"
 
 
 def vdir(root: Path, *args: str):
