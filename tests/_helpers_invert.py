@@ -3,6 +3,7 @@ tiny model); the tiny model and its loader are _helpers_tiny's."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,21 @@ def make_invert_project(
             project.manifest.masks = masks_record(frames_hash, hash_files(mask_files))
         project.save()
     return Project.open(root)
+
+
+@functools.lru_cache(maxsize=2)
+def small_inversion(frames: int = FRAMES, steps: int = 3):
+    """The tiny model, a schedule, both prompt embeddings and DDIM pivots of a fixed random
+    latent at 8x8 (shared by the null-text and STDG-bound tests; built once per process)."""
+    import torch
+
+    from videodirector_cli.diffusion.inversion import ddim_invert
+    from videodirector_cli.diffusion.prompts import encode_prompt
+    from videodirector_cli.diffusion.schedule import Schedule
+
+    model = tiny_model()
+    schedule = Schedule.from_scheduler(model.scheduler, steps)
+    cond, empty = encode_prompt(model, PROMPT), encode_prompt(model, "")
+    clean = 0.8 * torch.randn(1, 4, frames, 8, 8, generator=torch.Generator().manual_seed(1))
+    pivots = ddim_invert(model.unet, schedule, clean, cond)
+    return model, schedule, cond, empty, pivots

@@ -6,9 +6,9 @@ import functools
 
 import pytest
 import torch
-from _helpers_invert import PROMPT, tiny_model
+from _helpers_invert import PROMPT, small_inversion
 
-from videodirector_cli.diffusion.inversion import ddim_invert, sample_cfg
+from videodirector_cli.diffusion.inversion import sample_cfg
 from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.prompts import encode_prompt
@@ -22,14 +22,8 @@ LR = 0.1
 uses 10x the default learning rate (the default 1e-2 gains about 2x here; see docs/inversion.md)."""
 
 
-@functools.lru_cache(maxsize=1)
 def setup():
-    model = tiny_model()
-    schedule = Schedule.from_scheduler(model.scheduler, STEPS)
-    cond, empty = encode_prompt(model, PROMPT), encode_prompt(model, "")
-    clean = 0.8 * torch.randn(1, 4, FRAMES, 8, 8, generator=torch.Generator().manual_seed(1))
-    pivots = ddim_invert(model.unet, schedule, clean, cond)
-    return model, schedule, cond, empty, pivots
+    return small_inversion(FRAMES, STEPS)
 
 
 def _optimise(mode="per-frame", counter=None, **config):

@@ -9,13 +9,10 @@ import math
 
 import pytest
 import torch
-from _helpers_invert import PROMPT, ball_masks, tiny_model
+from _helpers_invert import PROMPT, ball_masks, small_inversion
 
 from videodirector_cli.diffusion.editing import plan_edit, run_edit_path
-from videodirector_cli.diffusion.inversion import ddim_invert
 from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
-from videodirector_cli.diffusion.prompts import encode_prompt
-from videodirector_cli.diffusion.schedule import Schedule
 from videodirector_cli.diffusion.stdg import STDG, size_factor, weighted_layer_mean
 from videodirector_cli.diffusion.stdg_bound import bound_guidance
 from videodirector_cli.diffusion.trajectory import StoredInversion
@@ -56,14 +53,8 @@ def test_the_size_factor_is_one_at_the_reference_latent_and_scales_with_area():
     assert size_factor((1, 4, 16, 32, 32)) == pytest.approx(1 / 4)
 
 
-@functools.lru_cache(maxsize=1)
 def setup():
-    model = tiny_model()
-    schedule = Schedule.from_scheduler(model.scheduler, STEPS)
-    cond, empty = encode_prompt(model, PROMPT), encode_prompt(model, "")
-    clean = 0.8 * torch.randn(1, 4, FRAMES, 8, 8, generator=torch.Generator().manual_seed(1))
-    pivots = ddim_invert(model.unet, schedule, clean, cond)
-    return model, schedule, cond, empty, pivots
+    return small_inversion(FRAMES, STEPS)
 
 
 def test_the_stdg_loss_is_the_reference_formula_of_its_own_layer_terms():
