@@ -12,6 +12,8 @@ Inversions:
   STDG (coefficients swapped for background edits, as the paper does);
 * ``shared``: the same with one null embedding shared by all frames (Video-P2P's null);
 * ``no-stdg``: per-frame null-text optimisation without STDG;
+* ``negative-prompt`` / ``negative-prompt-no-stdg``: `vdir invert --method negative-prompt`,
+  the fast mode (the source prompt is the null, nothing optimised), with and without STDG;
 * ``ddim``: plain DDIM inversion and no optimisation: the reconstruction is the classifier-free
   guided trajectory from z*_T with the empty-prompt null, the baseline null-text inversion
   fixes. It is computed once beforehand (2 UNet rows per step, counted) and stored as the
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 class Row:
     name: str
     inversion: str
-    """'full', 'shared', 'no-stdg' or 'ddim'."""
+    """'full', 'shared', 'no-stdg', 'negative-prompt', 'negative-prompt-no-stdg' or 'ddim'."""
     sa1: bool = True
     sa2: bool = True
     cross: bool = True
@@ -77,6 +79,16 @@ ROWS: tuple[Row, ...] = (
     Row("replace", "full", mode="replace", about="full method, cross-attention --mode replace"),
     Row("stdg-scale-0.25", "full", stdg_scale=0.25, about="full method, --stdg-scale 0.25"),
     Row("stdg-scale-4", "full", stdg_scale=4.0, about="full method, --stdg-scale 4"),
+    Row(
+        "negative-prompt",
+        "negative-prompt",
+        about="fast inversion: the source prompt as the null (--method negative-prompt), STDG",
+    ),
+    Row(
+        "negative-prompt-no-stdg",
+        "negative-prompt-no-stdg",
+        about="fast inversion without STDG: 1 UNet forward per step",
+    ),
 )
 ROW_NAMES = tuple(row.name for row in ROWS)
 
@@ -94,11 +106,12 @@ class MethodSettings:
         """The settings `vdir invert` would run the inversion row ``kind`` with."""
         return InvertSettings(
             steps=self.steps,
+            method="negative-prompt" if kind.startswith("negative-prompt") else "null-text",
             null_text=NullTextSettings(
                 mode="shared" if kind == "shared" else "per-frame", inner_steps=self.inner_steps
             ),
             stdg=STDGSettings(
-                enabled=kind not in ("no-stdg", "ddim"),
+                enabled=kind not in ("no-stdg", "ddim", "negative-prompt-no-stdg"),
                 target=target,
                 scale=self.stdg_scale,
                 max_ratio=self.max_ratio,
@@ -156,7 +169,7 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
     from videodirector_cli.diffusion.cfg import classifier_free
     from videodirector_cli.diffusion.inversion import ddim_invert
     from videodirector_cli.diffusion.latents import decode_latents, encode_frames
-    from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
+    from videodirector_cli.diffusion.null_text import optimise_nulls, starting_null
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.prompts import encode_prompts
     from videodirector_cli.diffusion.schedule import Schedule
@@ -199,6 +212,7 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
                 counter=counter,
             )
         null_text = invert_settings.null_text
+        null_is_prompt = invert_settings.method == "negative-prompt"
         trajectory = optimise_nulls(
             model.unet,
             schedule,
@@ -206,9 +220,10 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
             cond,
             null_text,
             scale,
-            null=initial_null(empty, frames, null_text.mode),
+            null=starting_null(empty, cond, frames, null_text.mode, null_is_prompt),
             stdg=stdg,
             counter=counter,
+            null_is_prompt=null_is_prompt,
         )
     stored = StoredInversion.from_steps(
         f"bench-{case.seed}-{kind}", list(schedule.timesteps), pivots, trajectory

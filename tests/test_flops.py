@@ -13,11 +13,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from videodirector_cli.diffusion import flops
 from videodirector_cli.diffusion.architecture import SD15_ANIMATEDIFF, Architecture, named
-from videodirector_cli.diffusion.estimate import invert_work
 from videodirector_cli.diffusion.inversion import ddim_invert
 from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.prompts import encode_prompt
+from videodirector_cli.diffusion.run_work import invert_work
 from videodirector_cli.diffusion.schedule import Schedule
 from videodirector_cli.diffusion.stdg import STDG
 from videodirector_cli.diffusion.unet_call import predict_noise

@@ -72,13 +72,25 @@ def test_tiny_run_has_every_row_and_finite_numbers(tmp_path, monkeypatch, tiny_m
     assert (tmp_path / "sheets" / "000.png").is_file()
     clip = report["clips"][0]
     inversions = clip["inversions"]
-    assert set(inversions) == {"full", "shared", "no-stdg", "ddim", "full@0.25", "full@4"}
+    assert set(inversions) == {
+        "full",
+        "shared",
+        "no-stdg",
+        "ddim",
+        "full@0.25",
+        "full@4",
+        "negative-prompt",
+        "negative-prompt-no-stdg",
+    }
     # rows that share the full inversion are charged the same inversion
     for name in ("no-sa1", "no-sa2", "no-cross", "full+blend", "replace"):
         assert clip["rows"][name]["inversion_seconds"] == clip["rows"]["full"]["inversion_seconds"]
     # plain DDIM inversion optimises nothing: it is the cheapest; STDG costs passes
     fe = {k: v["forward_equivalents"] for k, v in inversions.items()}
     assert fe["ddim"] < fe["no-stdg"] < fe["full"]
+    # the fast mode: no null-text pass at all, 1 forward per step without STDG
+    assert fe["negative-prompt-no-stdg"] < fe["ddim"] and fe["negative-prompt"] < fe["full"]
+    assert "null-text" not in inversions["negative-prompt"]["by_purpose"]
     assert inversions["full"]["by_purpose"].get("stdg", 0) > 0
     assert "stdg" not in inversions["no-stdg"]["by_purpose"]
     # every row reports how much STDG acted; the scale rows scale it (below the bound)

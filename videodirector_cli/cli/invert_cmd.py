@@ -48,6 +48,7 @@ def invert(
     steps: int = setting(InvertSettings, "steps"),
     cfg: float = setting(InvertSettings, "guidance_scale"),
     negative_prompt: str = setting(InvertSettings, "negative_prompt"),
+    method: str = setting(InvertSettings, "method"),
     null: str = setting(NullTextSettings, "mode"),
     inner_steps: int = setting(NullTextSettings, "inner_steps"),
     lr: float = setting(NullTextSettings, "learning_rate"),
@@ -94,6 +95,7 @@ def invert(
         steps=steps,
         guidance_scale=cfg,
         negative_prompt=negative_prompt,
+        method=method,
         null_text=NullTextSettings.of(
             mode=null,
             inner_steps=inner_steps,

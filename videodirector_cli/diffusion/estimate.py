@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from videodirector_cli.diffusion import gpus, memory, workloads
 from videodirector_cli.diffusion.architecture import Architecture
-from videodirector_cli.diffusion.flops import StdgPasses, UNetCosts, cached_costs
+from videodirector_cli.diffusion.flops import StdgPasses, cached_costs
 from videodirector_cli.diffusion.memory import MemoryPlan, gib
 from videodirector_cli.diffusion.peaks import phase_peak, weight_bytes
+from videodirector_cli.diffusion.run_work import edit_work, invert_work
 
 if TYPE_CHECKING:
     import torch
 
 STAGES = ("invert", "edit")
-EDIT_ROWS = 4
 
 
 @dataclass(frozen=True)
@@ -210,11 +210,13 @@ def estimate(
     inner_steps: int = 10,
     stdg: StdgPasses | None = StdgPasses(),
     report: bool = True,
+    null_text: bool = True,
     cache_dir: Path | None = None,
 ) -> Estimate:
     """The estimate of ``vdir invert`` (``stage='invert'``) or ``vdir edit`` for frames of
     ``height`` x ``width`` pixels; ``stdg`` None without STDG, ``report`` False for
-    --no-report. Edits ignore ``inner_steps``, ``stdg`` and ``report``. ``cache_dir``: where
+    --no-report, ``null_text`` False for --method negative-prompt (no unconditional pass).
+    Edits ignore ``inner_steps``, ``stdg``, ``report`` and ``null_text``. ``cache_dir``: where
     measured phase peaks are kept between runs (e.g. platformdirs.user_cache_dir('vdir'))."""
     from videodirector_cli.diffusion.devices import dtype_name
 
@@ -263,7 +265,7 @@ def estimate(
             phases.append(unet_phase("null-text fwd+bwd", "null-text", pivots, grad=True))
         if report:
             phases.append(vae_phase("VAE decode (report)", "vae-decode", pivots))
-        work = invert_work(costs, steps, inner_steps, stdg is not None, report)
+        work = invert_work(costs, steps, inner_steps, stdg is not None, report, null_text)
     else:
         sa1 = unet_phase("edit call (SA-I)", "edit-sa1")
         sa2 = unet_phase("edit call (SA-II)", "edit-sa2")
@@ -304,45 +306,6 @@ def estimate(
 def _context_dim(arch: Architecture) -> int:
     dim = arch.unet.get("cross_attention_dim")
     return int(dim) if isinstance(dim, int) else arch.context_dim
-
-
-def invert_work(
-    costs: UNetCosts, steps: int, inner_steps: int, stdg: bool, report: bool
-) -> dict[str, Any]:
-    """Forward-equivalents of an inversion, by purpose as the PassCounter names them; the
-    null-text updates at their maximum (each step may stop early)."""
-    backward = costs.null_text_backward
-    by_purpose = {
-        "ddim-inversion": float(steps),
-        "conditional": float(steps),
-        "null-text": steps * (inner_steps * (1.0 + backward) + 1.0),
-    }
-    if stdg and costs.stdg_forward is not None and costs.stdg_backward is not None:
-        guided = max(0, steps - 1)  # step 0 starts at the pivot z*_T: G = 0, no passes
-        by_purpose["stdg-reference"] = guided * costs.stdg_forward
-        by_purpose["stdg"] = guided * (costs.stdg_forward + costs.stdg_backward)
-    if report:
-        by_purpose["report"] = 2.0 * steps
-    optimisation = ("conditional", "null-text", "stdg-reference", "stdg")
-    per_step = sum(by_purpose.get(p, 0.0) for p in optimisation) / max(1, steps)
-    return {
-        "unit": "forward-equivalents (FLOPs of one full UNet forward of one video)",
-        "per_step": round(per_step, 3),
-        "total": round(sum(by_purpose.values()), 3),
-        "by_purpose": {k: round(v, 3) for k, v in by_purpose.items()},
-        "upper_bound": inner_steps > 0,
-        "backward_costs": costs.cost_model().as_dict(),
-    }
-
-
-def edit_work(steps: int) -> dict[str, Any]:
-    return {
-        "unit": "forward-equivalents (FLOPs of one full UNet forward of one video)",
-        "per_step": float(EDIT_ROWS),
-        "total": float(EDIT_ROWS * steps),
-        "by_purpose": {"edit": float(EDIT_ROWS * steps)},
-        "upper_bound": False,
-    }
 
 
 def estimate_plans(

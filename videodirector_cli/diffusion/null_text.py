@@ -13,6 +13,12 @@ From the first denoising step (t = T) on, each step i:
    null IS that advance, so stopping (early or after the last update) costs no extra pass: per
    step 1 conditional forward + (n + 1) unconditional forwards + n backwards for n updates.
 
+Negative-prompt inversion (Miyake et al. 2023; ``null_is_prompt``): the null IS the source
+prompt's embedding, so eps_u + w (eps_c - eps_u) = eps_c for any w and nothing is optimised;
+the unconditional forward would repeat the conditional one and is not run. Per step: 1
+conditional forward (plus STDG's passes when on). `vdir edit` then uses the source prompt as
+the negative prompt of the edited row, as that method does.
+
 The null is a float32 leaf even when the UNet runs in half precision; Adam runs in float32. The
 optimised null of step i initialises step i + 1, so a run resumed from a stored step continues
 exactly as an uninterrupted one (every input of step i + 1 is stored in float32 after step i).
@@ -48,6 +54,16 @@ def initial_null(empty: torch.Tensor, frames: int, mode: NullMode) -> torch.Tens
     return null.clone()
 
 
+def starting_null(
+    negative: torch.Tensor, cond: torch.Tensor, frames: int, mode: NullMode, null_is_prompt: bool
+) -> torch.Tensor:
+    """The null step 0 starts from: the encoded negative prompt, or for the negative-prompt
+    method the source prompt itself, stored once (1, L, D) as it is the same for every frame."""
+    if null_is_prompt:
+        return initial_null(cond, frames, "shared")
+    return initial_null(negative, frames, mode)
+
+
 def optimise_nulls(
     unet,
     schedule: Schedule,
@@ -62,9 +78,11 @@ def optimise_nulls(
     stdg: STDG | None = None,
     counter: PassCounter | None = None,
     on_step: Callable[[TrajectoryStep], None] | None = None,
+    null_is_prompt: bool = False,
 ) -> list[TrajectoryStep]:
     """Run steps ``start_step``.. of the optimisation; ``null`` and ``latent`` are what step
-    ``start_step`` starts from (the initial null and z*_T for a fresh run)."""
+    ``start_step`` starts from (the initial null and z*_T for a fresh run). ``null_is_prompt``:
+    the negative-prompt method (``null`` is ``cond``; no updates, no unconditional pass)."""
     import torch
 
     steps = schedule.steps
@@ -96,16 +114,16 @@ def optimise_nulls(
         threshold = config.threshold_at(index)
         updates = 0
         while True:
-            last = updates >= config.inner_steps
+            last = null_is_prompt or updates >= config.inner_steps
             with torch.set_grad_enabled(not last):
-                eps_uncond = predict_noise(
-                    unet, current, timestep, null, counter=counter, purpose="null-text"
-                )
-                eps = apply_guidance(
-                    classifier_free(eps_uncond, eps_cond, guidance_scale),
-                    guidance,
-                    noise_scale,
-                )
+                if null_is_prompt:
+                    guided = eps_cond  # eps_c + w (eps_c - eps_c)
+                else:
+                    eps_uncond = predict_noise(
+                        unet, current, timestep, null, counter=counter, purpose="null-text"
+                    )
+                    guided = classifier_free(eps_uncond, eps_cond, guidance_scale)
+                eps = apply_guidance(guided, guidance, noise_scale)
                 next_latent = schedule.denoise_step(current, eps, index)
                 loss = torch.nn.functional.mse_loss(next_latent, target)
             loss_value = float(loss.detach())

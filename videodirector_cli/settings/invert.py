@@ -14,6 +14,7 @@ from videodirector_cli.settings.model import ModelChoice, RunChoice
 NullMode = Literal["per-frame", "shared"]
 Target = Literal["foreground", "background"]
 MaskUse = Literal["auto", "none"]
+InversionMethod = Literal["null-text", "negative-prompt"]
 
 FIRST_UP_BLOCK_WEIGHT = 20000.0
 """The reference's effective STDG weight of up_blocks.1 ..."""
@@ -148,6 +149,13 @@ class InvertSettings(Settings):
         description="Encoded as the initial null of the optimisation and the unconditional "
         "embedding of the plain-DDIM report (as the reference).",
     )
+    method: InversionMethod = Field(
+        "null-text",
+        description="'null-text': optimise a null embedding per step (the paper's); "
+        "'negative-prompt': the source prompt's embedding is the null (Miyake et al. 2023), "
+        "nothing optimised: about 1 UNet forward per step instead of up to 12, and a less "
+        "exact reconstruction (docs/inversion.md).",
+    )
     null_text: NullTextSettings = Field(default_factory=NullTextSettings)
     stdg: STDGSettings = Field(default_factory=STDGSettings)
     mask: MaskUse = Field(
@@ -176,8 +184,14 @@ class InvertSettings(Settings):
 
     def shaping(self) -> dict[str, Any]:
         """The settings that determine the result: not --mask (the masks actually used count)
-        nor --no-report, and no STDG coefficients when STDG is off."""
+        nor --no-report, and no STDG coefficients when STDG is off. The default method is left
+        out (keys of inversions made before it existed stay the same); the negative-prompt
+        method drops what it does not use (the null-text settings, the negative prompt)."""
         data = self.model_dump(mode="json", exclude={"mask", "report"})
+        if self.method == "null-text":
+            del data["method"]
+        else:
+            del data["null_text"], data["negative_prompt"]
         data["stdg"] = data["stdg"] if self.stdg.enabled else None
         if data["stdg"] is not None:
             del data["stdg"]["enabled"]

@@ -204,7 +204,7 @@ def _run_locked(
     import torch
 
     from videodirector_cli.diffusion import flops
-    from videodirector_cli.diffusion.null_text import initial_null, optimise_nulls
+    from videodirector_cli.diffusion.null_text import optimise_nulls, starting_null
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.prompts import encode_prompt
     from videodirector_cli.diffusion.reconstruction import reconstruction_report
@@ -228,6 +228,7 @@ def _run_locked(
         project.manifest.current_inversion = key
         cond = encode_prompt(model, params.prompt)
         negative = encode_prompt(model, settings.negative_prompt)
+        null_is_prompt = settings.method == "negative-prompt"
         pivots = _pivots(files, key, schedule, model, frames, cond, counter, output)
         done = files.completed_steps(key)
         files.remove_steps_from(done)
@@ -236,7 +237,10 @@ def _run_locked(
         if stored:
             null, latent = stored[-1].null, stored[-1].next_latent
         else:
-            null, latent = initial_null(negative, frames.shape[0], settings.null_text.mode), None
+            null = starting_null(
+                negative, cond, frames.shape[0], settings.null_text.mode, null_is_prompt
+            )
+            latent = None
         device = model.device
         null = null.to(device)
         latent = latent.to(device) if latent is not None else None
@@ -273,6 +277,7 @@ def _run_locked(
                 stdg=stdg,
                 counter=counter,
                 on_step=save,
+                null_is_prompt=null_is_prompt,
             )
         optimised = files.load_step(steps - 1).next_latent
         report = None

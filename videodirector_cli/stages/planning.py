@@ -35,9 +35,11 @@ def invert_work(settings: InvertSettings, masks: Any) -> dict[str, Any]:
     from videodirector_cli.diffusion.flops import StdgPasses
 
     enabled, has_mask = settings.stdg.enabled, masks is not None
+    null_text = settings.method == "null-text"
     return {
         "steps": settings.steps,
-        "inner_steps": settings.null_text.inner_steps,
+        "inner_steps": settings.null_text.inner_steps if null_text else 0,
+        "null_text": null_text,
         "stdg": StdgPasses.from_config(settings.stdg, has_mask) if enabled else None,
         "report": settings.report,
     }
