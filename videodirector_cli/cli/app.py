@@ -107,6 +107,7 @@ def _register_commands() -> None:
         invert_cmd,
         mask_cmd,
         render_cmd,
+        report_cmd,
         status_cmd,
     )
 
@@ -117,6 +118,7 @@ def _register_commands() -> None:
         edit_cmd,
         render_cmd,
         eval_cmd,
+        report_cmd,
         status_cmd,
         demo_cmd,
     ):

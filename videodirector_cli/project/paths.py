@@ -81,3 +81,9 @@ class ProjectPaths:
     @property
     def renders_dir(self) -> Path:
         return self.root / "renders"
+
+    # the report ---------------------------------------------------------------------------------
+    @property
+    def report_dir(self) -> Path:
+        """`vdir report`'s default home: index.html and its videos in media/."""
+        return self.root / "report"
