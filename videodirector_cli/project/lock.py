@@ -7,30 +7,44 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from videodirector_cli.errors import LockedError
 
+POLL_S = 0.05
+"""How often a waiting writer tries the lock again."""
+
 
 class ProjectLock:
-    def __init__(self, lock_path: Path, purpose: str = "write") -> None:
+    """The project's lock, or (``what``) the lock of one record that runs beside others."""
+
+    def __init__(self, lock_path: Path, purpose: str = "write", what: str = "this project") -> None:
         self.lock_path = lock_path
         self.purpose = purpose
+        self.what = what
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, waiting up to ``wait`` seconds for another holder to let go."""
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise LockedError(
-                f"another vdir process{holder} is writing this project",
-                hint="wait for it to finish, or stop it; nothing was changed",
-            ) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(POLL_S)
+                    continue
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise LockedError(
+                    f"another vdir process{holder} is writing {self.what}",
+                    hint="wait for it to finish, or stop it; nothing was changed",
+                ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {self.purpose}\n".encode())
         self._fd = fd

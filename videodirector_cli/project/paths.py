@@ -25,6 +25,10 @@ class ProjectPaths:
     def lock(self) -> Path:
         return self.state_dir / "lock"
 
+    def record_lock(self, section: str, key: str) -> Path:
+        """The lock of one record that runs beside others (an edit: ``edits``, its name)."""
+        return self.state_dir / "locks" / f"{section}-{key}.lock"
+
     # frames -----------------------------------------------------------------------------------
     @property
     def frames_dir(self) -> Path:

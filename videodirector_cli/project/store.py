@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from videodirector_cli import __version__
-from videodirector_cli.errors import ProjectError, UsageError
+from videodirector_cli.errors import LockedError, ProjectError, UsageError
 from videodirector_cli.project import manifest_v1
 from videodirector_cli.project.atomic import atomic_write_text
 from videodirector_cli.project.lock import ProjectLock, is_locked
@@ -29,6 +29,10 @@ from videodirector_cli.project.params import Params
 from videodirector_cli.project.paths import MANIFEST_NAME, STATE_DIR_NAME, ProjectPaths
 
 PROJECT_ENV = "VDIR_PROJECT"
+MANIFEST_WAIT_S = 10.0
+"""How long a writer beside others waits for the project lock to start its record."""
+FINAL_WAIT_S = 3600.0
+"""... and to record its finished result (another writer may hold the project for long)."""
 
 
 def library_versions() -> dict[str, str]:
@@ -146,11 +150,23 @@ class Project:
     def locked_by_someone(self) -> bool:
         return self._lock is None and is_locked(self.paths.lock)
 
+    def record_running(self, section: str, key: str) -> bool:
+        """Whether a 'running' record is really running: a writer holds the project, or the
+        record's own lock (an edit running beside others)."""
+        return self.locked_by_someone or is_locked(self.paths.record_lock(section, key))
+
+    def record_lock(self, section: str, key: str, purpose: str) -> ProjectLock:
+        """One record's lock (not the project's), held while that record is made: two
+        processes never make the same edit, while edits of other names run at the same time."""
+        what = f"{section.rstrip('s')} {key!r} of this project"
+        return ProjectLock(self.paths.record_lock(section, key), purpose, what)
+
     @contextmanager
-    def writing(self, purpose: str) -> Iterator[Project]:
-        """Hold the project lock; re-read the manifest under it so no update is lost."""
+    def writing(self, purpose: str, wait: float = 0.0) -> Iterator[Project]:
+        """Hold the project lock (waiting up to ``wait`` s for it); re-read the manifest under
+        it so no update is lost."""
         lock = ProjectLock(self.paths.lock, purpose)
-        lock.acquire()
+        lock.acquire(wait)
         self._lock = lock
         try:
             if self.paths.manifest.exists():
@@ -166,6 +182,18 @@ class Project:
         self.manifest.updated_at = utc_now()
         atomic_write_text(self.paths.manifest, self.manifest.model_dump_json(indent=2) + "\n")
 
+    def merge_record(self, slot: tuple[str, str | None], record: StageRecord, wait: float) -> bool:
+        """Put ``record`` into the manifest as it is on disk now, under the project lock taken
+        only for that (waiting up to ``wait`` s): how a record made beside other writers is
+        saved without losing their updates. False when the lock stayed busy."""
+        try:
+            with self.writing("record", wait=wait):
+                self._put(slot, record)
+                self.save()
+        except LockedError:
+            return False
+        return True
+
     @contextmanager
     def stage(
         self,
@@ -173,12 +201,18 @@ class Project:
         params: Params,
         inputs: dict[str, str],
         total: int = 0,
+        shared: bool = False,
     ) -> Iterator[StageRun]:
         """Record a stage as running, then done, failed or interrupted.
 
         ``record_slot`` is ("frames", None), ("masks", None), ("inversions", key),
         ("edits", name) or ("renders", name); ``params`` that section's params
         (project/params.py). The body sets outputs and metrics on the run.
+
+        ``shared``: the caller holds the record's lock (``record_lock``), not the project's;
+        each save merges the record into the manifest on disk under a short project lock
+        (progress checkpoints are skipped while another writer holds it; the first and the
+        final save wait for it).
         """
         record = RECORD_TYPES[record_slot[0]].model_validate(
             {
@@ -189,26 +223,38 @@ class Project:
                 "progress": StageProgress(done=0, total=total) if total else None,
             }
         )
+
+        def persist(wait: float = FINAL_WAIT_S) -> None:
+            """Save; shared, give up after ``wait`` s (0: a progress checkpoint, skipped)."""
+            if not shared:
+                self.save()
+            elif not self.merge_record(record_slot, record, wait) and wait > 0:
+                raise LockedError(
+                    f"the project stayed locked for {wait:.0f} s, so "
+                    f"{record_slot[0]} {record_slot[1]!r} could not be recorded",
+                    hint="run the command again once the other vdir process is done",
+                )
+
         self._put(record_slot, record)
-        self.save()
-        run = StageRun(self, record)
+        persist(MANIFEST_WAIT_S)
+        run = StageRun(self, record, persist)
         try:
             yield run
         except KeyboardInterrupt:
             record.status = "interrupted"
             record.message = "interrupted by the user"
-            self.save()
+            persist()
             raise
         except BaseException as exc:
             record.status = "failed"
             record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            self.save()
+            persist()
             raise
         record.status = "done"
         record.finished_at = utc_now()
         if record.progress is not None:
             record.progress.done = record.progress.total
-        self.save()
+        persist()
 
     def _put(self, slot: tuple[str, str | None], record: StageRecord) -> None:
         section, key = slot
@@ -224,6 +270,7 @@ class StageRun:
 
     project: Project
     record: StageRecord
+    persist: Callable[[float], None]
 
     def checkpoint(self, done: int, **metrics: Any) -> None:
         """Persist progress (after the stage's own files for that step are safely written)."""
@@ -231,4 +278,4 @@ class StageRun:
             self.record.progress = StageProgress(done=done, total=done)
         self.record.progress.done = done
         self.record.metrics.update(metrics)
-        self.project.save()
+        self.persist(0.0)

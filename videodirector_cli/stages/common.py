@@ -119,7 +119,8 @@ def done_edit(project: Project, name: str, also: str = "") -> EditRecord:
         raise MissingPrerequisiteError(
             f"there is no edit named {name!r} (edits: {known}{also})", hint=EDIT_HINT
         )
-    state = stage_state(record, lineage.current_inputs(manifest), project.locked_by_someone)
+    running = project.record_running("edits", name)
+    state = stage_state(record, lineage.current_inputs(manifest), running)
     if state == "stale":
         now = lineage.current_inputs(manifest)
         changed = ", ".join(lineage.describe(item) for item in changed_inputs(record, now))
@@ -137,7 +138,7 @@ def done_edits(project: Project, output: Output) -> list[str]:
     now = lineage.current_inputs(project.manifest)
     names = []
     for name, record in project.manifest.edits.items():
-        state = stage_state(record, now, project.locked_by_someone)
+        state = stage_state(record, now, project.record_running("edits", name))
         if state == "done":
             names.append(name)
         else:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from videodirector_cli.errors import UsageError
+from videodirector_cli.errors import LockedError, UsageError
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
 from videodirector_cli.project.atomic import (
@@ -38,7 +40,7 @@ from videodirector_cli.project.readers import (
     frames_info,
     read_project_masks,
 )
-from videodirector_cli.project.store import Project
+from videodirector_cli.project.store import Project, read_manifest
 from videodirector_cli.settings.edit import EditRequest
 from videodirector_cli.settings.model import ModelChoice
 from videodirector_cli.stages.common import load_inversion, load_inversion_model, resolve_inversion
@@ -108,9 +110,13 @@ def edit_params(
 # ----------------------------------------------------------------------------- names
 
 
-def choose_name(project: Project, request: EditRequest, params: EditParams) -> tuple[str, bool]:
+def choose_name(
+    project: Project, request: EditRequest, params: EditParams, busy: set[str] | None = None
+) -> tuple[str, bool]:
     """(name, up_to_date). An explicit name with other params needs --force; a derived one
-    takes the first free suffix (tiger, tiger-2, ...) unless one already holds these params."""
+    takes the first free suffix (tiger, tiger-2, ...; not one in ``busy``, being made by
+    another process) unless one already holds these params."""
+    busy = busy or set()
     edits = project.manifest.edits
     if request.name is not None:
         name = check_name(request.name)
@@ -125,6 +131,8 @@ def choose_name(project: Project, request: EditRequest, params: EditParams) -> t
     for number in range(1, 1000):
         name = base if number == 1 else f"{base}-{number}"
         record = edits.get(name)
+        if name in busy:
+            continue
         if record is None or record.params == params:
             return name, record is not None and _up_to_date(project, name, params)
     raise UsageError("too many edits with the same name", hint="pass --name")
@@ -135,7 +143,7 @@ def _up_to_date(project: Project, name: str, params: EditParams) -> bool:
     if record is None or record.params != params:
         return False
     now = lineage.current_inputs(project.manifest)
-    if stage_state(record, now, project.locked_by_someone) != "done":
+    if stage_state(record, now, project.record_running("edits", name)) != "done":
         return False
     return edit_intact(project, name, record)
 
@@ -200,14 +208,49 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> StageOut
     memory_plan, advice = run_plan(
         "edit", model, request.run, frames_shape, output, steps=stored.steps
     )
-    with project.writing("edit"), oom_guard(advice), use_plan(model, memory_plan):
-        resolve_inversion(project, key)  # the manifest was re-read under the lock
-        name, up_to_date = choose_name(project, request, params)
-        if up_to_date:
-            return _up_to_date_result(name, key)
-        outcome = _run_locked(project, output, model, stored, plan, masks, name, params)
+    with (
+        oom_guard(advice),
+        use_plan(model, memory_plan),
+        _claim_name(project, request, params) as claimed,
+    ):
+        if claimed is None:  # finished by another process meanwhile
+            return _up_to_date_result(choose_name(project, request, params)[0], key)
+        outcome = _run_locked(project, output, model, stored, plan, masks, claimed, params)
         outcome.data["memory"] = memory_plan.name
         return outcome
+
+
+@contextmanager
+def _claim_name(project: Project, request: EditRequest, params: EditParams) -> Iterator[str | None]:
+    """Hold the lock of the edit's name (not the project's: edits of other names run at the
+    same time) and yield the name, chosen again on the manifest as it is now; None when that
+    edit is up to date. A derived name another process is making moves on to the next free
+    suffix; an explicit one is refused (exit 7)."""
+    busy: set[str] = set()
+    while True:
+        project.manifest = read_manifest(project.paths.manifest)
+        resolve_inversion(project, params.inversion)
+        name, up_to_date = choose_name(project, request, params, busy)
+        if up_to_date:
+            yield None
+            return
+        lock = project.record_lock("edits", name, "edit")
+        try:
+            lock.acquire()
+        except LockedError:
+            if request.name is not None:
+                raise
+            busy.add(name)
+            continue
+        try:
+            project.manifest = read_manifest(project.paths.manifest)
+            again, up_to_date = choose_name(project, request, params, busy)
+            if again == name:
+                yield None if up_to_date else name
+                return
+            busy.add(name)
+        finally:
+            lock.release()
 
 
 def _planned_model(request: EditRequest, inversion: InversionParams) -> ModelChoice:
@@ -247,7 +290,7 @@ def _run_locked(
     staging = staging_dir(paths.edit_dir(name))
     try:
         with (
-            project.stage(("edits", name), params, inputs, total=steps) as run,
+            project.stage(("edits", name), params, inputs, total=steps, shared=True) as run,
             output.progress(f"edit {name}", total=steps) as bar,
         ):
 

@@ -53,7 +53,10 @@ def stage_rows(project: Project) -> list[StageRow]:
     locked = project.locked_by_someone
 
     def row(stage: str, key: str | None, record: StageRecord | None) -> StageRow:
-        state = stage_state(record, now, locked)
+        running = locked or (
+            stage == "edit" and key is not None and project.record_running("edits", key)
+        )
+        state = stage_state(record, now, running)
         changed = changed_inputs(record, now) if record is not None and state == "stale" else []
         return StageRow(stage, key, state, record, changed)
 
