@@ -24,9 +24,9 @@ EXEMPT_IMPORTS: set[str] = set()
 
 STAGE_HELPERS = {"outcome", "common", "inversion_files", "edit_names", "invert_history", "planning"}
 """stages/ modules shared by the stages: they never import a stage module."""
-PIPELINE = {"demo", "report"}
-"""The demo runs the other stages and the report shows what status and eval compute: the stage
-modules allowed to import other stages."""
+PIPELINE = {"demo", "report", "batch"}
+"""The demo and the batch run the other stages and the report shows what status and eval
+compute: the stage modules allowed to import other stages."""
 
 MAX_LINES = 400
 EXEMPT_SIZE: set[str] = set()

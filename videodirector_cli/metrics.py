@@ -173,9 +173,11 @@ def frame_difference(frames: np.ndarray) -> float:
     return float(np.abs(np.diff(clip, axis=0)).mean() / 255.0)
 
 
-def smoothness(frames: np.ndarray) -> dict[str, float]:
-    """Both temporal statistics of a clip."""
+def smoothness(frames: np.ndarray) -> dict[str, float | None]:
+    """Both temporal statistics of a clip; None where the clip is too short for one (the
+    interpolation needs 3 frames, the difference 2)."""
+    count = frames.shape[0]
     return {
-        "interpolation_smoothness": interpolation_smoothness(frames),
-        "frame_difference": frame_difference(frames),
+        "interpolation_smoothness": interpolation_smoothness(frames) if count >= 3 else None,
+        "frame_difference": frame_difference(frames) if count >= 2 else None,
     }

@@ -100,6 +100,7 @@ def _root(
 
 def _register_commands() -> None:
     from videodirector_cli.cli import (
+        batch_cmd,
         demo_cmd,
         edit_cmd,
         eval_cmd,
@@ -121,6 +122,7 @@ def _register_commands() -> None:
         report_cmd,
         status_cmd,
         demo_cmd,
+        batch_cmd,
     ):
         module.register(app)
 

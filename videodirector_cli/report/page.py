@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 TEMPLATE = "report.html.j2"
+INDEX_TEMPLATE = "batch_index.html.j2"
 
 
-def render_page(context: dict[str, Any]) -> str:
+def _environment():
     import jinja2
 
     from videodirector_cli.report.plot import line_plot
@@ -21,4 +22,13 @@ def render_page(context: dict[str, Any]) -> str:
         lstrip_blocks=True,
     )
     environment.globals["line_plot"] = line_plot
-    return environment.get_template(TEMPLATE).render(**context)
+    return environment
+
+
+def render_page(context: dict[str, Any]) -> str:
+    return _environment().get_template(TEMPLATE).render(**context)
+
+
+def render_index(context: dict[str, Any]) -> str:
+    """`vdir batch`'s index page: one row per clip, linking its report."""
+    return _environment().get_template(INDEX_TEMPLATE).render(**context)

@@ -184,6 +184,12 @@ def _db(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} dB"
 
 
+def pair(smooth: dict[str, Any], key: str) -> str:
+    """'edit / source' of one temporal statistic ('n/a' where the clip is too short)."""
+    values = [smooth[side][key] for side in ("edit", "source")]
+    return " / ".join("n/a" if v is None else f"{v:.4f}" for v in values)
+
+
 def human_report(result: dict[str, Any]) -> str:
     lines = []
     for edit in result["edits"]:
@@ -204,9 +210,8 @@ def human_report(result: dict[str, Any]) -> str:
         lines.append(f"  whole-frame PSNR:          {_db(edit['psnr'])}")
         lines.append(
             "  smoothness (edit / source): "
-            f"{smooth['edit']['interpolation_smoothness']:.4f} / "
-            f"{smooth['source']['interpolation_smoothness']:.4f}; frame difference "
-            f"{smooth['edit']['frame_difference']:.4f} / {smooth['source']['frame_difference']:.4f}"
+            f"{pair(smooth, 'interpolation_smoothness')}; frame difference "
+            f"{pair(smooth, 'frame_difference')}"
         )
     for inversion in result["inversions"]:
         extra = ""

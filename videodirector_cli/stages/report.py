@@ -29,7 +29,7 @@ from videodirector_cli.project.manifest import EditRecord, InversionRecord
 from videodirector_cli.project.readers import frames_info, read_edit_frames, read_project_masks
 from videodirector_cli.project.store import Project
 from videodirector_cli.settings.report import ReportRequest
-from videodirector_cli.stages.evaluate import edit_numbers, recorded_reconstruction
+from videodirector_cli.stages.evaluate import edit_numbers, pair, recorded_reconstruction
 from videodirector_cli.stages.outcome import StageOutcome
 from videodirector_cli.stages.status import StageRow, stage_rows
 
@@ -57,16 +57,8 @@ def _number_rows(numbers: dict[str, Any]) -> list[tuple[str, str]]:
         ("background PSNR vs source", _db(numbers["background_psnr"])),
         ("object PSNR vs source", _db(numbers["object_psnr"])),
         ("whole-frame PSNR", _db(numbers["psnr"])),
-        (
-            "smoothness (edit / source)",
-            f"{smooth['edit']['interpolation_smoothness']:.4f} / "
-            f"{smooth['source']['interpolation_smoothness']:.4f}",
-        ),
-        (
-            "frame difference (edit / source)",
-            f"{smooth['edit']['frame_difference']:.4f} / "
-            f"{smooth['source']['frame_difference']:.4f}",
-        ),
+        ("smoothness (edit / source)", pair(smooth, "interpolation_smoothness")),
+        ("frame difference (edit / source)", pair(smooth, "frame_difference")),
     ]
     if numbers["mask"] == "none":
         rows[0] = ("background PSNR vs source", "needs a mask (vdir mask)")
