@@ -226,3 +226,18 @@ def test_a_missing_device_is_refused_before_anything_is_made(tmp_path):
     result = _batch(str(plan), "--devices", "cuda:0,cuda:1")
     assert result.exit_code == 2 and "cuda:0" in result.stderr
     assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_tensors_as_one(finished, tmp_path):
+    plan, reference, _ = finished
+    out = tmp_path / "workers"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "videodirector_cli", "batch", str(plan), "--out", str(out),
+               "--devices", "cpu,cpu", "--json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {c["state"] for c in json.loads(done.stdout)["clips"]} == {"done"}
+    want, got = tensors(reference), tensors(out)
+    assert got.keys() == want.keys()
+    assert [k for k in want if not torch.equal(want[k], got[k])] == []

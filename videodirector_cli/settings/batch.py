@@ -238,8 +238,9 @@ class BatchRequest(Settings):
     )
     devices: tuple[str, ...] = Field(
         (),
-        description="Run one worker per device, e.g. cuda:0,cuda:1 (clips spread over them). "
-        "Default: one worker on the plan's [defaults.model] device.",
+        description="Run one worker process per device, e.g. cuda:0,cuda:1 (clips spread over "
+        "them; a device named twice gets two workers). Default: one worker, in this process, on "
+        "the plan's [defaults.model] device.",
     )
     only: tuple[str, ...] = Field(
         (), description="Run only these clips (comma-separated names); the index lists all."
@@ -248,8 +249,6 @@ class BatchRequest(Settings):
     def check(self) -> None:
         if self.plan.suffix.lower() != ".toml":
             raise UsageError(f"the plan {self.plan} must be a .toml file", hint="docs/batch.md")
-        if len(set(self.devices)) != len(self.devices):
-            raise UsageError("--devices names a device twice")
 
     def out_dir(self) -> Path:
         return self.out if self.out is not None else self.plan.with_suffix("")
