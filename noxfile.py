@@ -23,7 +23,7 @@ def _install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The CPU test suite (default)."""
     _install(session)
-    session.run("pytest", "-m", "not slow", *session.posargs, env=TEST_ENV)
+    session.run("pytest", "-m", "not slow and not ray", *session.posargs, env=TEST_ENV)
 
 
 @nox.session
@@ -31,6 +31,14 @@ def slow(session: nox.Session) -> None:
     """Long end-to-end runs: full demo, more steps."""
     _install(session)
     session.run("pytest", "-m", "slow", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """`vdir batch --ray` on a local Ray instance (installs the [ray] extra)."""
+    session.install(*TORCH)
+    session.install("-e", ".[dev,ray]", env=BUILD_ENV)
+    session.run("pytest", "-m", "ray", *session.posargs, env=TEST_ENV)
 
 
 @nox.session

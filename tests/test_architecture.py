@@ -22,7 +22,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 
 EXEMPT_IMPORTS: set[str] = set()
 
-STAGE_HELPERS = {"outcome", "common", "inversion_files", "edit_names", "invert_history", "planning"}
+STAGE_HELPERS = {
+    "outcome",
+    "common",
+    "inversion_files",
+    "edit_names",
+    "invert_history",
+    "planning",
+    "batch_tasks",
+}
 """stages/ modules shared by the stages: they never import a stage module."""
 PIPELINE = {"demo", "report", "batch"}
 """The demo and the batch run the other stages and the report shows what status and eval

@@ -241,3 +241,47 @@ def test_two_workers_give_the_same_tensors_as_one(finished, tmp_path):
     want, got = tensors(reference), tensors(out)
     assert got.keys() == want.keys()
     assert [k for k in want if not torch.equal(want[k], got[k])] == []
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    plan = write_plan(tmp_path)
+    result = _batch(str(plan), "--ray", "auto")
+    assert result.exit_code == 2
+    assert "pip install 'videodirector-cli[ray]'" in result.stderr
+    assert not (tmp_path / "plan").exists()
+
+
+def test_ray_and_devices_exclude_each_other(tmp_path):
+    plan = write_plan(tmp_path)
+    result = _batch(str(plan), "--ray", "auto", "--devices", "cpu")
+    assert result.exit_code == 2 and "exclude each other" in result.stderr
+
+
+def test_an_unknown_step_is_refused(tmp_path):
+    plan = write_plan(tmp_path)
+    result = _batch(str(plan), "--only", "ball", "--step", "edit:nothing")
+    assert result.exit_code == 2 and "no such step" in result.stderr
+
+
+@pytest.mark.ray
+def test_the_plan_on_a_local_ray_instance_gives_the_same_tensors(finished, tmp_path):
+    plan, reference, _ = finished
+    out = tmp_path / "ray"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "videodirector_cli", "batch", str(plan), "--out", str(out),
+               "--ray", "local", "--json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {c["state"] for c in json.loads(done.stdout)["clips"]} == {"done"}
+    want, got = tensors(reference), tensors(out)
+    assert got.keys() == want.keys()
+    assert [k for k in want if not torch.equal(want[k], got[k])] == []
+
+
+@pytest.mark.ray
+def test_an_unreachable_ray_address_is_refused(tmp_path):
+    plan = write_plan(tmp_path)
+    result = _batch(str(plan), "--ray", "127.0.0.1:9")
+    assert result.exit_code == 2 and "cannot join a Ray cluster" in result.stderr
+    assert not (tmp_path / "plan").exists()

@@ -25,6 +25,8 @@ def batch(
     only: str | None = setting(
         BatchRequest, "only", default=None, metavar="CLIP,CLIP", show_default=False
     ),
+    ray: str | None = setting(BatchRequest, "ray", metavar="ADDRESS", show_default=False),
+    step: str | None = setting(BatchRequest, "steps", default=None, hidden=True),
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -35,7 +37,14 @@ def batch(
     from videodirector_cli.stages.batch import run_batch
 
     output = make_output(json_output, quiet)
-    request = BatchRequest(plan=plan, out=out, devices=_names(devices), only=_names(only))
+    request = BatchRequest(
+        plan=plan,
+        out=out,
+        devices=_names(devices),
+        only=_names(only),
+        ray=ray,
+        steps=_names(step),
+    )
     outcome = run_batch(request, output)
     output.result(outcome.data, outcome.human)
 

@@ -245,10 +245,28 @@ class BatchRequest(Settings):
     only: tuple[str, ...] = Field(
         (), description="Run only these clips (comma-separated names); the index lists all."
     )
+    ray: str | None = Field(
+        None,
+        description="Run the steps as tasks on a Ray cluster: 'auto' joins the cluster of this "
+        "environment, HOST:PORT or ray://HOST:PORT another one, 'local' starts one here. Needs "
+        "pip install 'videodirector-cli[ray]'.",
+    )
+    steps: tuple[str, ...] = Field(
+        (),
+        description="Run only these steps of the --only clips (init, mask, invert, edit:NAME, "
+        "render, report): what a worker is given. Not for everyday use.",
+        json_schema_extra={"option": "--step"},
+    )
 
     def check(self) -> None:
         if self.plan.suffix.lower() != ".toml":
             raise UsageError(f"the plan {self.plan} must be a .toml file", hint="docs/batch.md")
+        if self.ray is not None and self.devices:
+            raise UsageError(
+                "--ray and --devices exclude each other", hint="Ray assigns the devices itself"
+            )
+        if self.ray is not None and not self.ray.strip():
+            raise UsageError("--ray needs an address: auto, local, HOST:PORT or ray://HOST:PORT")
 
     def out_dir(self) -> Path:
         return self.out if self.out is not None else self.plan.with_suffix("")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,13 @@ from videodirector_cli.settings.batch import (
     resolve,
 )
 from videodirector_cli.settings.model import ModelChoice
+from videodirector_cli.stages.batch_tasks import (
+    WORKER_ENV,
+    LocalExecutor,
+    RayExecutor,
+    Task,
+    run_tasks,
+)
 from videodirector_cli.stages.outcome import StageOutcome
 
 STAGES = ("init", "mask", "invert", "edits", "render", "report")
@@ -72,15 +78,21 @@ def _mask(project: Project, clip: ResolvedClip, base: Path, device: str, output:
     return "made"
 
 
-def run_clip(
-    clip: ResolvedClip,
-    folder: Path,
-    base: Path,
-    model: ModelChoice,
-    output: Output,
-    on_stage: Any = None,
-) -> dict[str, Any]:
-    """Every stage of one clip, in-process; what each stage did and the main numbers."""
+def clip_steps(clip: ResolvedClip) -> dict[str, tuple[str, ...]]:
+    """A clip's steps and what each waits for: the edits only for the inversion (so they can
+    run at the same time, on different devices), the render and report for every edit."""
+    edits = tuple(f"edit:{name}" for name, _, _ in clip.edits)
+    steps: dict[str, tuple[str, ...]] = {"init": (), "mask": ("init",), "invert": ("mask",)}
+    steps.update({edit: ("invert",) for edit in edits})
+    steps["render"] = edits or ("invert",)
+    steps["report"] = ("render",)
+    return steps
+
+
+def run_step(
+    clip: ResolvedClip, step: str, folder: Path, base: Path, model: ModelChoice, output: Output
+) -> str:
+    """One step of one clip, in this process: 'made', 'reused' or 'none'."""
     from videodirector_cli.settings.edit import EditRequest
     from videodirector_cli.settings.invert import InvertRequest
     from videodirector_cli.settings.render import RenderRequest
@@ -90,37 +102,50 @@ def run_clip(
     from videodirector_cli.stages.render import run_render
     from videodirector_cli.stages.report import run_report
 
-    def stage(name: str) -> None:
-        if on_stage is not None:
-            on_stage(clip.name, name)
+    if step == "init":
+        return _init(folder, clip, output)
+    project = Project.open(folder)
+    if step == "mask":
+        return _mask(project, clip, base, model.device, output)
+    if step == "invert":
+        inverting = InvertRequest(settings=clip.invert, model=model)
+        return "reused" if run_invert(project, inverting, output).data.get("up_to_date") else "made"
+    if step.startswith("edit:"):
+        name = step.removeprefix("edit:")
+        prompt, settings = next((p, s) for n, p, s in clip.edits if n == name)
+        editing = EditRequest(prompt=prompt, name=name, settings=settings, model=model)
+        return "reused" if run_edit(project, editing, output).data.get("up_to_date") else "made"
+    if step == "render":
+        if not clip.edits:
+            return "none"
+        run_render(project, RenderRequest(compare=True), output)
+        return "made"
+    if step == "report":
+        run_report(project, ReportRequest(), output)
+        return "made"
+    raise UsageError(f"unknown batch step {step!r}")
 
-    done: dict[str, Any] = {}
-    stage("init")
-    done["init"] = _init(folder, clip, output)
-    stage("mask")
-    done["mask"] = _mask(Project.open(folder), clip, base, model.device, output)
-    stage("invert")
-    inverted = run_invert(
-        Project.open(folder), InvertRequest(settings=clip.invert, model=model), output
-    )
-    done["invert"] = "reused" if inverted.data.get("up_to_date") else "made"
-    stage("edits")
-    edits = {}
-    for name, prompt, settings in clip.edits:
-        result = run_edit(
-            Project.open(folder),
-            EditRequest(prompt=prompt, name=name, settings=settings, model=model),
-            output,
-        )
-        edits[name] = "reused" if result.data.get("up_to_date") else "made"
-    done["edits"] = edits
-    stage("render")
-    if clip.edits:
-        run_render(Project.open(folder), RenderRequest(compare=True), output)
-    stage("report")
-    report = run_report(Project.open(folder), ReportRequest(), output)
-    stage("done")
-    return {"stages": done, "report": report.data, "inversion": inverted.data.get("inversion")}
+
+def run_clip(
+    clip: ResolvedClip,
+    folder: Path,
+    base: Path,
+    model: ModelChoice,
+    output: Output,
+    steps: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The clip's steps (``steps``, or all) in order, in this process; what each did."""
+    ran: dict[str, Any] = {}
+    for step in clip_steps(clip):
+        if steps and step not in steps:
+            continue
+        output.info(f"clip {clip.name}: {step}")
+        ran[step] = run_step(clip, step, folder, base, model, output)
+    edits = {k.removeprefix("edit:"): v for k, v in ran.items() if k.startswith("edit:")}
+    stages = {k: v for k, v in ran.items() if not k.startswith("edit:")}
+    if edits or not steps:
+        stages["edits"] = edits
+    return {"stages": stages}
 
 
 def _summary(name: str, folder: Path, ran: dict[str, Any] | None, error: str | None):
@@ -169,40 +194,42 @@ def _check_devices(devices: tuple[str, ...]) -> None:
         resolve_device(device)  # a missing GPU: UsageError naming it
 
 
-def _worker_command(request: BatchRequest, out: Path, clip: str, device: str) -> list[str]:
-    return [sys.executable, "-m", "videodirector_cli", "batch", str(request.plan), "--out",
-            str(out), "--only", clip, "--devices", device, "--quiet"]  # fmt: skip
+def _worker(request: BatchRequest, out: Path, task: Task, device: str) -> list[str]:
+    return [sys.executable, "-m", "videodirector_cli", "batch", str(request.plan.resolve()),
+            "--out", str(out), "--only", task.clip, "--step", task.step, "--devices", device,
+            "--quiet"]  # fmt: skip
 
 
-def _run_workers(
-    request: BatchRequest, out: Path, names: list[str], output: Output
+def _task_graph(clips: list[ResolvedClip]) -> dict[Task, tuple[Task, ...]]:
+    graph = {}
+    for clip in clips:
+        for step, before in clip_steps(clip).items():
+            graph[Task(clip.name, step)] = tuple(Task(clip.name, b) for b in before)
+    return graph
+
+
+def _run_distributed(
+    request: BatchRequest,
+    out: Path,
+    clips: list[ResolvedClip],
+    executor: LocalExecutor | RayExecutor,
+    output: Output,
 ) -> dict[str, str | None]:
-    """One worker process per device, each taking the next clip when it is free."""
-    queue = list(names)
-    running: dict[str, tuple[subprocess.Popen, str]] = {}
-    errors: dict[str, str | None] = {}
-    env = {**os.environ, "VDIR_BATCH_WORKER": "1"}
-    while queue or running:
-        for device in request.devices:
-            if device not in running and queue:
-                clip = queue.pop(0)
-                output.info(f"clip {clip}: on {device}")
-                process = subprocess.Popen(
-                    _worker_command(request, out, clip, device),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-                running[device] = (process, clip)
-        for device, (process, clip) in list(running.items()):
-            if process.poll() is not None:
-                stderr = process.stderr.read() if process.stderr else ""
-                last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-                errors[clip] = None if process.returncode == 0 else last or "worker failed"
-                output.info(f"clip {clip}: {'done' if process.returncode == 0 else 'failed'}")
-                del running[device]
-        time.sleep(0.2)
+    """Every step as a task: local worker processes per device, or Ray tasks."""
+    try:
+        outcome = run_tasks(
+            _task_graph(clips),
+            executor,
+            lambda task, device: _worker(request, out, task, device),
+            output,
+        )
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
+    errors: dict[str, str | None] = {clip.name: None for clip in clips}
+    for task, error in outcome.items():
+        if error is not None and not error.startswith("skipped"):
+            errors[task.clip] = errors[task.clip] or f"{task.step}: {error}"
     return errors
 
 
@@ -220,7 +247,16 @@ def run_batch(request: BatchRequest, output: Output) -> StageOutcome:
     if unknown:
         raise UsageError(f"--only names clips the plan lacks: {', '.join(unknown)}")
     chosen = [c for c in clips if not request.only or c.name in request.only]
+    for clip in chosen:
+        wrong = [step for step in request.steps if step not in clip_steps(clip)]
+        if wrong:
+            raise UsageError(f"--step {', '.join(wrong)}: clip {clip.name} has no such step")
     _check_devices(request.devices)
+    executor: LocalExecutor | RayExecutor | None = None
+    if request.ray is not None:
+        executor = RayExecutor(request.ray)  # joined (or refused) before anything is made
+    elif len(request.devices) > 1:
+        executor = LocalExecutor(request.devices)
     out = request.out_dir().resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
@@ -228,8 +264,9 @@ def run_batch(request: BatchRequest, output: Output) -> StageOutcome:
     started = time.perf_counter()
     ran: dict[str, dict[str, Any]] = {}
     errors: dict[str, str | None] = {}
-    if len(request.devices) > 1:
-        errors = _run_workers(request, out, [c.name for c in chosen], output)
+    worker = bool(os.environ.get(WORKER_ENV))
+    if executor is not None:
+        errors = _run_distributed(request, out, chosen, executor, output)
     else:
         model = plan.defaults.model
         if request.devices:
@@ -237,17 +274,10 @@ def run_batch(request: BatchRequest, output: Output) -> StageOutcome:
         for clip in chosen:
             output.info(f"clip {clip.name}: {clip.init.video.name}")
             try:
-                ran[clip.name] = run_clip(
-                    clip,
-                    out / clip.name,
-                    base,
-                    model,
-                    output,
-                    on_stage=lambda c, s: output.info(f"clip {c}: {s}"),
-                )
+                ran[clip.name] = run_clip(clip, out / clip.name, base, model, output, request.steps)
                 errors[clip.name] = None
             except VdirError as exc:
-                if os.environ.get("VDIR_BATCH_WORKER"):
+                if worker:
                     raise
                 errors[clip.name] = str(exc)
                 output.warn(f"clip {clip.name} failed: {exc}")
@@ -260,9 +290,10 @@ def run_batch(request: BatchRequest, output: Output) -> StageOutcome:
         "seconds": round(time.perf_counter() - started, 1),
         "failed": failed,
     }
-    if not os.environ.get("VDIR_BATCH_WORKER"):
-        atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=1) + "\n")
-        atomic_write_text(out / "index.html", render_index({"title": plan_path.stem, **summary}))
+    if worker:
+        return StageOutcome({"clips": request.only, "steps": request.steps}, "")
+    atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "index.html", render_index({"title": plan_path.stem, **summary}))
     if failed:
         raise InputError(
             f"{len(failed)} of {len(chosen)} clips failed: "
