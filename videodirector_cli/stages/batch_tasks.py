@@ -159,6 +159,54 @@ def _bound(command: Callable[[Task, str], list[str]], task: Task) -> Callable[[s
     return lambda device: command(task, device)
 
 
+class StageTable:
+    """The live table of each clip's step, on stderr when it is a terminal; plain lines else."""
+
+    def __init__(self, clips: list[str], output: Output) -> None:
+        self.output = output
+        self.clips = clips
+        self.running: dict[str, list[str]] = {clip: [] for clip in clips}
+        self.last: dict[str, str] = {}
+        self.live: Any = None
+
+    def __enter__(self) -> StageTable:
+        if self.output.shows_progress:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.output.stderr, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def _cell(self, clip: str) -> str:
+        running = ", ".join(f"{step} ..." for step in self.running[clip])
+        return running or self.last.get(clip, "waiting")
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table("clip", "step")
+        for clip in self.clips:
+            table.add_row(clip, self._cell(clip))
+        return table
+
+    def show(self, task: Task, what: str) -> None:
+        running = self.running[task.clip]
+        if what == "started":
+            running.append(task.step)
+        else:
+            if task.step in running:
+                running.remove(task.step)
+            self.last[task.clip] = f"{task.step} {what}"
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            self.output.info(f"clip {task.clip}: {task.step} {what}")
+
+
 def run_tasks(
     graph: dict[Task, tuple[Task, ...]],
     executor: Executor,
@@ -166,6 +214,17 @@ def run_tasks(
     output: Output,
 ) -> dict[Task, str | None]:
     """Run every task after the tasks it waits for; a task after a failed one is skipped."""
+    clips = list(dict.fromkeys(task.clip for task in graph))
+    with StageTable(clips, output) as table:
+        return _run(graph, executor, command, table)
+
+
+def _run(
+    graph: dict[Task, tuple[Task, ...]],
+    executor: Executor,
+    command: Callable[[Task, str], list[str]],
+    table: StageTable,
+) -> dict[Task, str | None]:
     pending = dict(graph)
     outcome: dict[Task, str | None] = {}
     running: set[Task] = set()
@@ -183,7 +242,7 @@ def run_tasks(
         for task in ready:
             if not executor.has_room():
                 break
-            output.info(f"clip {task.clip}: {task.step} started")
+            table.show(task, "started")
             executor.submit(task, _bound(command, task))
             running.add(task)
             del pending[task]
@@ -192,7 +251,7 @@ def run_tasks(
             running.discard(task)
             outcome[task] = error
             progressed = True
-            output.info(f"clip {task.clip}: {task.step} " + ("done" if error is None else "failed"))
+            table.show(task, "done" if error is None else "failed")
         if not progressed and not running:
             waiting = ", ".join(f"{t.clip}:{t.step}" for t in pending)
             raise RuntimeError(f"batch tasks wait for tasks that never run: {waiting}")
