@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from videodirector_cli import __version__
-from videodirector_cli.errors import ProjectError, UsageError
+from videodirector_cli.errors import ProjectError, UsageError, from_os_error
 from videodirector_cli.project import manifest_v1
-from videodirector_cli.project.atomic import atomic_write_text
+from videodirector_cli.project.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    recover_replaced,
+)
+from videodirector_cli.project.file_index import FileIndex
 from videodirector_cli.project.lock import ProjectLock, is_locked
 from videodirector_cli.project.manifest import (
     RECORD_TYPES,
@@ -25,6 +30,7 @@ from videodirector_cli.project.manifest import (
     StageRecord,
     utc_now,
 )
+from videodirector_cli.project.manifest_checks import manifest_problems
 from videodirector_cli.project.params import Params
 from videodirector_cli.project.paths import MANIFEST_NAME, STATE_DIR_NAME, ProjectPaths
 
@@ -54,6 +60,11 @@ def find_project_root(explicit: Path | None = None) -> Path:
         explicit = Path(os.environ[PROJECT_ENV])
     if explicit is not None:
         folder = explicit.expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ProjectError(
+                f"--project {folder} is a file, not a project folder",
+                hint="pass the folder vdir init made (the one holding manifest.json)",
+            )
         if not folder.is_dir():
             raise ProjectError(f"project folder {folder} does not exist")
         if not is_project_dir(folder):
@@ -90,7 +101,7 @@ def read_manifest(path: Path) -> Manifest:
     try:
         if isinstance(raw, dict) and raw.get("schema_version") == manifest_v1.VERSION:
             raw = manifest_v1.upgrade(raw)
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate(raw)
     except (TypeError, AttributeError):  # schema-1 data of the wrong shape
         raise ProjectError(
             f"{path} is damaged (a schema 1 record of the wrong shape); vdir will not overwrite it",
@@ -103,6 +114,12 @@ def read_manifest(path: Path) -> Manifest:
             f"{path} is damaged (at {where}: {first.get('msg')}); vdir will not overwrite it",
             hint="restore it from a backup or fix it by hand",
         ) from None
+    for where, what in manifest_problems(manifest):
+        raise ProjectError(
+            f"{path} is damaged (at {where}: {what}); vdir will not overwrite it",
+            hint="restore it from a backup or fix it by hand",
+        )
+    return manifest
 
 
 @dataclass
@@ -110,6 +127,14 @@ class Project:
     paths: ProjectPaths
     manifest: Manifest
     _lock: ProjectLock | None = field(default=None, repr=False)
+    _index: FileIndex | None = field(default=None, repr=False)
+
+    @property
+    def file_index(self) -> FileIndex:
+        """Sizes, mtimes and hashes of the project's files as vdir last saw them (a cache)."""
+        if self._index is None:
+            self._index = FileIndex(self.paths.root, self.paths.state_dir)
+        return self._index
 
     # opening ----------------------------------------------------------------------------------
     @classmethod
@@ -148,11 +173,16 @@ class Project:
 
     @contextmanager
     def writing(self, purpose: str) -> Iterator[Project]:
-        """Hold the project lock; re-read the manifest under it so no update is lost."""
+        """Hold the project lock; re-read the manifest under it so no update is lost.
+
+        A project with symbolic links where vdir writes is refused before anything is touched.
+        """
+        self.paths.refuse_links()
         lock = ProjectLock(self.paths.lock, purpose)
         lock.acquire()
         self._lock = lock
         try:
+            recover_replaced(self.paths.root, self.paths.manifest)
             if self.paths.manifest.exists():
                 self.manifest = read_manifest(self.paths.manifest)
             yield self
@@ -165,6 +195,8 @@ class Project:
             raise RuntimeError("Project.save() outside Project.writing()")
         self.manifest.updated_at = utc_now()
         atomic_write_text(self.paths.manifest, self.manifest.model_dump_json(indent=2) + "\n")
+        if self._index is not None:
+            self._index.save()
 
     @contextmanager
     def stage(
@@ -173,13 +205,25 @@ class Project:
         params: Params,
         inputs: dict[str, str],
         total: int = 0,
+        keep_previous: bool = False,
     ) -> Iterator[StageRun]:
         """Record a stage as running, then done, failed or interrupted.
 
         ``record_slot`` is ("frames", None), ("masks", None), ("inversions", key),
         ("edits", name) or ("renders", name); ``params`` that section's params
         (project/params.py). The body sets outputs and metrics on the run.
+
+        ``keep_previous``: for a stage that replaces a finished record's files all or nothing
+        (mask, edit --force), a failure puts back the manifest exactly as it was (the old
+        files are untouched, so their old record is still true); the error line says what
+        happened.
         """
+        previous = getattr(self.manifest, record_slot[0])
+        if record_slot[1] is not None:
+            previous = previous.get(record_slot[1])
+        before = None
+        if keep_previous and previous is not None and self.paths.manifest.is_file():
+            before = self.paths.manifest.read_bytes()
         record = RECORD_TYPES[record_slot[0]].model_validate(
             {
                 "status": "running",
@@ -194,21 +238,35 @@ class Project:
         run = StageRun(self, record)
         try:
             yield run
-        except KeyboardInterrupt:
-            record.status = "interrupted"
-            record.message = "interrupted by the user"
-            self.save()
-            raise
         except BaseException as exc:
-            record.status = "failed"
-            record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            self.save()
+            error = from_os_error(exc) if isinstance(exc, OSError) else None
+            if before is not None:
+                with suppress(OSError):
+                    atomic_write_bytes(self.paths.manifest, before)
+                    self.manifest = read_manifest(self.paths.manifest)
+            elif isinstance(exc, KeyboardInterrupt):
+                record.status = "interrupted"
+                record.message = "interrupted by the user"
+                with suppress(OSError):
+                    self.save()
+            else:
+                self._record_failure(record, error or exc)
+            if error is not None:
+                raise error from exc
             raise
         record.status = "done"
         record.finished_at = utc_now()
         if record.progress is not None:
             record.progress.done = record.progress.total
         self.save()
+
+    def _record_failure(self, record: StageRecord, exc: BaseException) -> None:
+        """Record the failure and its one line; on a full disk the manifest itself may not be
+        writable, and then the record reads 'interrupted' once the lock is released."""
+        record.status = "failed"
+        record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+        with suppress(OSError):
+            self.save()
 
     def _put(self, slot: tuple[str, str | None], record: StageRecord) -> None:
         section, key = slot
