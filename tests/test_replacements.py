@@ -165,13 +165,13 @@ def test_mask_whose_swap_fails_leaves_masks_and_manifest_as_they_were(
 
 def test_edit_force_that_fails_keeps_the_old_edit(tmp_path: Path, edited_project, monkeypatch):
     from _helpers_editing import fast_model_loader
-    from _helpers_project import EDITED_EDIT, copy_project
+    from _helpers_project import EDITED_EDIT, EDITED_NAME, copy_project
 
     monkeypatch.setattr("videodirector_cli.diffusion.loading.load_model", fast_model_loader)
     root = copy_project(edited_project.root, tmp_path)
     before = snapshot(root)
     _fail_on_write(monkeypatch, nth=2)
-    result = vdir(*EDITED_EDIT, "--force", "--tau-s", "0.5", "-p", root)
+    result = vdir(*EDITED_EDIT, "--name", EDITED_NAME, "--force", "--tau-s", "0.5", "-p", root)
     one_error_line(result, 9, "no space left")
     assert snapshot(root) == before
     assert not list((root / "edits").glob(f"{TEMP_PREFIX}*"))

@@ -189,11 +189,15 @@ def edit_problem(project: Project, name: str, record: EditRecord) -> str | None:
     found = problem(frames, record.outputs.get("edit"), what, "edit", index)
     if found is not None:
         return found
-    if "latents" not in record.outputs:
+    recorded = record.outputs.get("latents")
+    if recorded is None:
         return None  # an edit recorded before its latents were (schema 1)
-    return problem(
-        [latents], record.outputs.get("latents"), f"the latents of edit {name!r}", "edit", index
-    )
+    if not latents.is_file():
+        return f"the latents of edit {name!r}: {latents} is missing"
+    if index.digest(latents) != recorded:
+        return f"the latents of edit {name!r} ({latents}) changed after vdir edit wrote them"
+    index.remember([latents])
+    return None
 
 
 def edit_intact(project: Project, name: str, record: EditRecord) -> bool:
@@ -212,5 +216,6 @@ def read_edit_frames(project: Project, name: str, record: EditRecord) -> np.ndar
         f"the frames of edit {name!r}",
         "edit",
         "run vdir edit again for it",
+        project.file_index,
     )
     return read_frames(files)
