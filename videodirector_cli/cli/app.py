@@ -50,10 +50,12 @@ def handles_errors(func: F) -> F:
     one line on stderr + its exit code, and with --json an error document on stdout; Ctrl-C ->
     130."""
 
+    flags = option_flags(func)
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            check_numbers(kwargs)
+            check_numbers(kwargs, flags)
             return func(*args, **kwargs)
         except typer.Exit:
             raise
@@ -79,19 +81,32 @@ MAX_OPTION_INT = 2**63 - 1
 """No count, size or seed vdir takes is larger; a larger number is a typo (or a crafted call)."""
 
 
-def check_numbers(values: dict[str, Any]) -> None:
+def option_flags(func: Callable[..., Any]) -> dict[str, str]:
+    """Each parameter's first command-line flag ('--frames'), from its typer.Option."""
+    import inspect
+    import typing
+
+    from typer.models import OptionInfo
+
+    hints = typing.get_type_hints(func, include_extras=True)
+    flags = {}
+    for name, parameter in inspect.signature(func).parameters.items():
+        infos = [parameter.default, *getattr(hints.get(name), "__metadata__", ())]
+        for info in infos:
+            if isinstance(info, OptionInfo):
+                decls = [d for d in (info.param_decls or ()) if d.startswith("-")]
+                flags[name] = decls[0] if decls else "--" + name.replace("_", "-")
+    return flags
+
+
+def check_numbers(values: dict[str, Any], flags: dict[str, str]) -> None:
     """Every number given on the command line is finite and of a sane size (the settings'
     own checks then apply their ranges); UsageError naming the option otherwise."""
-    import click
-
-    context = click.get_current_context(silent=True)
-    params = {p.name: p for p in context.command.params} if context is not None else {}
     for name, value in values.items():
         for item in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            param = params.get(name)
-            option = param.opts[0] if param is not None and param.opts else name
+            option = flags.get(name, name)
             if isinstance(item, float) and not math.isfinite(item):
                 raise UsageError(f"{option} {item} is not a finite number")
             if isinstance(item, int) and abs(item) > MAX_OPTION_INT:
