@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 from _helpers_media import make_video
-from _helpers_project import edit_record, inversion_record, masks_record, render_record
+from _helpers_project import (
+    edit_record,
+    inversion_files,
+    inversion_record,
+    masks_record,
+    render_record,
+)
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
@@ -17,7 +23,6 @@ from videodirector_cli.project.lock import ProjectLock
 from videodirector_cli.project.manifest import NO_MASK, StageProgress
 from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project
-from videodirector_cli.stages.inversion_files import InversionFiles
 
 
 def vdir(*args: str):
@@ -44,17 +49,6 @@ def project_dir(tmp_path: Path) -> Path:
     result = vdir("init", video, folder, "--frames", "4", "--size", "64", "--prompt", "a thing")
     assert result.exit_code == 0, result.output
     return folder
-
-
-def inversion_files(folder: Path, key: str, content: bytes, steps: int = 2) -> str:
-    """Files where an inversion record says they are (their bytes need not parse: status only
-    checks that they are what was recorded); the hash to record as its output."""
-    files = InversionFiles(ProjectPaths(folder).inversion_dir(key))
-    files.steps_dir.mkdir(parents=True, exist_ok=True)
-    files.info_path.write_text("{}")
-    for path in (files.pivots_path, *[files.step_path(i) for i in range(steps)]):
-        path.write_bytes(content + path.name.encode())
-    return files.content_hash(steps)
 
 
 def edit_files(folder: Path, name: str, content: bytes, count: int = 4) -> str:

@@ -43,7 +43,7 @@ def in_range(
     if value is None:
         return
     if not math.isfinite(value) or not low <= value <= high:
-        raise UsageError(f"{option} {value:g} is outside {low:g}..{high:g}", hint=hint)
+        raise UsageError(f"{option} {value:g} is out of range ({low:g}..{high:g})", hint=hint)
 
 
 def option_name(model: type[BaseModel], name: str) -> str:
