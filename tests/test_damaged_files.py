@@ -98,8 +98,9 @@ def test_damaged_inversion_steps_are_never_reused(tmp_path: Path, edited_project
     assert inversion["state"] == "damaged" and "step_0001.safetensors" in inversion["message"]
     assert words in inversion["message"]
     assert report["next"] == "vdir invert"
-    # The edit reads the inversion: it refuses, naming the file.
-    one_error_line(vdir(*EDITED_EDIT, "--force", "-p", root), 5, "step_0001.safetensors")
+    # A new edit reads the inversion: it refuses, naming the file. (The existing edit, made
+    # before the damage from the inversion as recorded, stays up to date.)
+    one_error_line(vdir(*EDITED_EDIT, "--name", "another", "-p", root), 5, "step_0001")
 
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
