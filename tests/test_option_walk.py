@@ -25,12 +25,30 @@ ACCEPTED: dict[tuple[str, str], dict[str, str]] = {
     ("invert", "--seed"): {"zero": "seed 0 is a seed (the default)"},
     ("invert", "--early-stop"): {"zero": "0 turns early stopping off"},
     ("invert", "--early-stop-slope"): {"zero": "0 keeps the threshold constant"},
-    ("invert", "--eta-f"): {"zero": "a zero STDG weight switches that term off"},
-    ("invert", "--eta-b"): {"zero": "a zero STDG weight switches that term off"},
-    ("invert", "--zeta-f"): {"zero": "a zero STDG weight switches that term off (the default)"},
-    ("invert", "--zeta-b"): {"zero": "a zero STDG weight switches that term off"},
-    ("invert", "--stdg-scale"): {"zero": "scale 0: STDG measured but not applied"},
-    ("invert", "--stdg-max-ratio"): {"zero": "ratio 0: the bound removes all guidance"},
+    ("invert", "--eta-f"): {
+        "zero": "a zero STDG weight switches that term off",
+        "huge": "no upper limit: the STDG bound (--stdg-max-ratio) caps the guidance applied",
+    },
+    ("invert", "--eta-b"): {
+        "zero": "a zero STDG weight switches that term off",
+        "huge": "no upper limit: the STDG bound (--stdg-max-ratio) caps the guidance applied",
+    },
+    ("invert", "--zeta-f"): {
+        "zero": "a zero STDG weight switches that term off (the default)",
+        "huge": "no upper limit: the STDG bound (--stdg-max-ratio) caps the guidance applied",
+    },
+    ("invert", "--zeta-b"): {
+        "zero": "a zero STDG weight switches that term off",
+        "huge": "no upper limit: the STDG bound (--stdg-max-ratio) caps the guidance applied",
+    },
+    ("invert", "--stdg-scale"): {
+        "zero": "scale 0: STDG measured but not applied",
+        "huge": "no upper limit: the STDG bound (--stdg-max-ratio) caps the guidance applied",
+    },
+    ("invert", "--stdg-max-ratio"): {
+        "zero": "ratio 0: the bound removes all guidance",
+        "huge": "a ratio this large switches the bound off (the unbounded guidance)",
+    },
     ("edit", "--tau-s"): {"zero": "self-attention control for no step: a valid ablation"},
     ("edit", "--tau-c"): {"zero": "cross-attention control for no step: a valid ablation"},
     ("edit", "--blend-dilate"): {"zero": "no dilation of the blend mask"},

@@ -130,11 +130,11 @@ class STDGSettings(Settings):
         for value, option in ((self.scale, "--stdg-scale"), (self.max_ratio, "--stdg-max-ratio")):
             if not math.isfinite(value) or value < 0:
                 raise UsageError(f"{option} must be a finite number >= 0, not {value:g}")
-            in_range(option, value, 0, 1e6)
+        # Weights have no upper limit: the bound (--stdg-max-ratio) caps what they apply.
         for name in ("eta_f", "eta_b", "zeta_f", "zeta_b"):
-            in_range(option_name(STDGSettings, name), getattr(self, name), 0, 1e6)
+            in_range(option_name(STDGSettings, name), getattr(self, name), 0, math.inf)
         for weight in self.block_weights:
-            in_range("--block-weights", weight, 0, 1e6)
+            in_range("--block-weights", weight, 0, math.inf)
         if not self.blocks:
             raise UsageError("--stdg-blocks needs at least one block, e.g. up_blocks.1,up_blocks.2")
         if len(self.block_weights) != len(self.blocks):
