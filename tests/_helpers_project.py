@@ -104,6 +104,20 @@ def render_record(inputs: dict[str, str], outputs: dict[str, str] | None = None)
     return RenderRecord(status="done", params=params, inputs=inputs, outputs=outputs or {})
 
 
+def inversion_files(root: Path, key: str, content: bytes, steps: int = 2) -> str:
+    """Files where an inversion record says they are (their bytes need not parse: `vdir status`
+    and `vdir render` only check that they are what was recorded); the hash to record."""
+    from videodirector_cli.project.paths import ProjectPaths
+    from videodirector_cli.stages.inversion_files import InversionFiles
+
+    files = InversionFiles(ProjectPaths(root).inversion_dir(key))
+    files.steps_dir.mkdir(parents=True, exist_ok=True)
+    files.info_path.write_text("{}")
+    for path in (files.pivots_path, *[files.step_path(i) for i in range(steps)]):
+        path.write_bytes(content + path.name.encode())
+    return files.content_hash(steps)
+
+
 # ------------------------------------------------------------------ the session's edited project
 
 EDITED_EDIT = ["edit", "a white tiger walking on rocks", "--reweight", "tiger=2"]

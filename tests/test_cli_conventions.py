@@ -128,7 +128,9 @@ def test_errors_are_one_line_with_the_class_exit_code(
     for args, kind in cases:
         result = run_vdir(*args, "--json")
         assert result.returncode == kind.exit_code, (args, result.stderr)
-        assert result.stdout == ""  # no half result for pipelines
+        document = json.loads(result.stdout)  # one error document for pipelines, no half result
+        assert document["ok"] is False and document["error"]["kind"] == kind.__name__
+        assert document["error"]["exit_code"] == kind.exit_code and document["schema_version"]
         assert result.stderr.startswith("vdir: error: ") and result.stderr.count("\n") == 1
         assert "Traceback" not in result.stderr
 
@@ -155,7 +157,41 @@ def _frames_stage_running(project_dir: Path, total: int) -> bool:
     return frames.get("status") == "running" and progress.get("total") == total
 
 
-def test_ctrl_c_exits_130_and_records_the_interruption(tmp_path: Path, project_dir: Path) -> None:
+def test_ctrl_c_exits_130_and_a_new_project_is_removed_again(tmp_path: Path) -> None:
+    long_video = make_video(tmp_path / "long.mp4", frames=60, width=128, height=128, noise=True)
+    project_dir = tmp_path / "new"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "videodirector_cli", "init", str(long_video), str(project_dir),
+         "--frames", "60", "--size", "512", "--fit", "stretch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        ready = (project_dir / "manifest.json").is_file() and (
+            project_dir / "frames/00004.png"
+        ).exists()
+        if ready and _frames_stage_running(project_dir, total=60):
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not project_dir.exists()  # a folder init made is removed again
+
+
+def test_ctrl_c_during_init_force_leaves_the_old_project(tmp_path: Path, project_dir: Path) -> None:
+    from videodirector_cli.project.atomic import TEMP_PREFIX
+
+    def files() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(project_dir)): p.read_bytes()
+            for p in sorted(project_dir.rglob("*"))
+            if p.is_file() and p.name != "lock"
+        }
+
+    before = files()
     long_video = make_video(tmp_path / "long.mp4", frames=60, width=128, height=128, noise=True)
     process = subprocess.Popen(
         [PYTHON, "-m", "videodirector_cli", "init", str(long_video), str(project_dir), "--force",
@@ -164,11 +200,8 @@ def test_ctrl_c_exits_130_and_records_the_interruption(tmp_path: Path, project_d
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
-        # The old project has frames 0-3: a fifth frame means the new init is writing.
-        if (
-            _frames_stage_running(project_dir, total=60)
-            and (project_dir / "frames/00004.png").exists()
-        ):
+        # The new frames are written beside the old project: a fifth one means it is writing.
+        if list(project_dir.glob(f"{TEMP_PREFIX}frames-new-*/00004.png")):
             break
         time.sleep(0.02)
     assert process.poll() is None, process.communicate()
@@ -176,6 +209,7 @@ def test_ctrl_c_exits_130_and_records_the_interruption(tmp_path: Path, project_d
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+    assert files() == before  # the old project, exactly
+    assert not list(project_dir.glob(f"{TEMP_PREFIX}*"))
     report = json.loads(vdir("status", "-p", project_dir, "--json").stdout)
-    frames = next(r for r in report["stages"] if r["stage"] == "frames")
-    assert frames["state"] == "interrupted" and frames["message"] == "interrupted by the user"
+    assert next(r for r in report["stages"] if r["stage"] == "frames")["state"] == "done"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers_media import CLIPS, decode_all, make_video, read_code
-from _helpers_project import edit_record, inversion_record, masks_record
+from _helpers_project import edit_record, inversion_files, inversion_record, masks_record
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
@@ -107,7 +107,7 @@ def add_edit(project_dir: Path, name: str, shade: int) -> None:
         if "k1" not in manifest.inversions:  # an edit is made from an inversion
             manifest.inversions["k1"] = inversion_record(
                 inputs=lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
-                outputs={"inversion": "inversion-hash"},
+                outputs={"inversion": inversion_files(project_dir, "k1", b"inversion")},
             )
             manifest.current_inversion = "k1"
         manifest.edits[name] = edit_record(
@@ -234,7 +234,7 @@ def test_refusals(tmp_path: Path, small_project: Path) -> None:
     assert result.exit_code == 4 and "no edit named 'ghost'" in result.stderr
 
     for args, words in [
-        (["source", "ghost", "--out", "x.mp4"], "exactly one NAME"),
+        (["source", "ghost", "--out", "x.mp4"], "--out takes one NAME"),
         (["source", "--out", "x.avi"], ".mp4"),
         (["--crf", "99"], "--crf"),
     ]:

@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 from _helpers_media import make_video
-from _helpers_project import edit_record, inversion_record, masks_record, render_record
+from _helpers_project import (
+    edit_record,
+    inversion_files,
+    inversion_record,
+    masks_record,
+    render_record,
+)
 from typer.testing import CliRunner
 
 from videodirector_cli.cli.app import app
 from videodirector_cli.project import lineage
+from videodirector_cli.project.fingerprint import hash_files
 from videodirector_cli.project.lock import ProjectLock
 from videodirector_cli.project.manifest import NO_MASK, StageProgress
+from videodirector_cli.project.paths import ProjectPaths
 from videodirector_cli.project.store import Project
 
 
@@ -43,6 +51,16 @@ def project_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def edit_files(folder: Path, name: str, content: bytes, count: int = 4) -> str:
+    """An edit's frames (and latents) as their record says; the frames' hash."""
+    paths = ProjectPaths(folder)
+    frames = [paths.edit_frame(name, i) for i in range(count)]
+    frames[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in frames:
+        path.write_bytes(content + path.name.encode())
+    return hash_files(frames)
+
+
 def edit_project(folder: Path, change) -> None:
     project = Project.open(folder)
     with project.writing("test"):
@@ -61,7 +79,8 @@ def test_after_init(project_dir: Path) -> None:
 def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
     def add_inversion(manifest):
         manifest.inversions["k1"] = inversion_record(
-            lineage.inputs_for(manifest, ["frames", "masks", "prompt"]), {"inversion": "inv-1"}
+            lineage.inputs_for(manifest, ["frames", "masks", "prompt"]),
+            {"inversion": inversion_files(project_dir, "k1", b"one")},
         )
         manifest.current_inversion = "k1"
 
@@ -70,7 +89,8 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
 
     def add_edit(manifest):
         manifest.edits["tiger"] = edit_record(
-            lineage.inputs_for(manifest, ["inversion:k1", "masks"]), {"edit": "edit-1"}
+            lineage.inputs_for(manifest, ["inversion:k1", "masks"]),
+            {"edit": edit_files(project_dir, "tiger", b"one")},
         )
 
     edit_project(project_dir, add_edit)
@@ -88,7 +108,7 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
 
     # A new inversion result makes the edit stale, and the render of that edit with it.
     def redo_inversion(manifest):
-        manifest.inversions["k1"].outputs["inversion"] = "inv-2"
+        manifest.inversions["k1"].outputs["inversion"] = inversion_files(project_dir, "k1", b"2")
 
     edit_project(project_dir, redo_inversion)
     report = status_json(project_dir)
@@ -98,7 +118,8 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
 
     def redo_edit(manifest):
         manifest.edits["tiger"] = edit_record(
-            lineage.inputs_for(manifest, ["inversion:k1", "masks"]), {"edit": "edit-2"}
+            lineage.inputs_for(manifest, ["inversion:k1", "masks"]),
+            {"edit": edit_files(project_dir, "tiger", b"two")},
         )
 
     edit_project(project_dir, redo_edit)
@@ -109,20 +130,29 @@ def test_whole_pipeline_states_and_next_command(project_dir: Path) -> None:
 
 
 def test_masks_used_or_not(project_dir: Path) -> None:
+    def mask_files(content: bytes) -> str:
+        files = ProjectPaths(project_dir).mask_files(4)
+        files[0].parent.mkdir(exist_ok=True)
+        for path in files:
+            path.write_bytes(content)
+        return hash_files(files)
+
     def setup(manifest):
         manifest.inversions["nomask"] = inversion_record(
-            lineage.inputs_for(manifest, ["frames", "masks"], use_masks=False), {"inversion": "a"}
+            lineage.inputs_for(manifest, ["frames", "masks"], use_masks=False),
+            {"inversion": inversion_files(project_dir, "nomask", b"a")},
         )
-        manifest.masks = masks_record(manifest.frames.outputs["frames"], "m1")
+        manifest.masks = masks_record(manifest.frames.outputs["frames"], mask_files(b"1"))
         manifest.inversions["masked"] = inversion_record(
-            lineage.inputs_for(manifest, ["frames", "masks"]), {"inversion": "b"}
+            lineage.inputs_for(manifest, ["frames", "masks"]),
+            {"inversion": inversion_files(project_dir, "masked", b"b")},
         )
 
     edit_project(project_dir, setup)
     assert Project.open(project_dir).manifest.inversions["nomask"].inputs["masks"] == NO_MASK
 
     def new_masks(manifest):
-        manifest.masks.outputs["masks"] = "m2"
+        manifest.masks.outputs["masks"] = mask_files(b"2")
 
     edit_project(project_dir, new_masks)
     found = states(status_json(project_dir))

@@ -79,3 +79,54 @@ class InterruptedByUser(VdirError):
     """Ctrl-C: work so far is checkpointed."""
 
     exit_code = 130
+
+
+# OS errors a user can fix (a full disk, a read-only folder) are not bugs -------------------------
+
+_FULL = {"ENOSPC", "EDQUOT", "EFBIG"}
+_TOO_MANY = {"EMFILE", "ENFILE"}
+_NOT_WRITABLE = {"EROFS", "EACCES", "EPERM"}
+
+
+def from_os_error(exc: OSError) -> VdirError | None:
+    """The VdirError a user-fixable OSError stands for (None for the others, which are bugs).
+
+    One line naming the path and what to do, with the class's exit code: a full disk or too many
+    open files is a ResourceError (9), a read-only or forbidden path a ProjectError (6).
+    """
+    import errno
+
+    name = errno.errorcode.get(exc.errno or -1, "")
+    where = exc.filename if exc.filename is not None else "a file"
+    if name in _FULL:
+        return ResourceError(
+            f"no space left on the device holding {where} ({exc.strerror})",
+            hint="free some disk space and run the same command again; "
+            "nothing half-written was kept",
+        )
+    if name in _TOO_MANY:
+        return ResourceError(
+            f"too many open files while opening {where} ({exc.strerror})",
+            hint="raise the limit (ulimit -n 4096) and run the same command again",
+        )
+    if name in _NOT_WRITABLE:
+        why = "read-only file system" if name == "EROFS" else "permission denied"
+        return ProjectError(
+            f"cannot write {where} ({why})",
+            hint="make the folder writable (or use a copy of the project that is) and run the "
+            "same command again",
+        )
+    return None
+
+
+def error_document(exc: VdirError) -> dict[str, object]:
+    """What --json prints on stdout for a failed command (the stderr line says the same)."""
+    return {
+        "ok": False,
+        "error": {
+            "kind": type(exc).__name__,
+            "exit_code": exc.exit_code,
+            "message": exc.message,
+            "hint": exc.hint,
+        },
+    }

@@ -24,6 +24,8 @@ from rich.progress import (
 )
 
 Mode = Literal["human", "json", "quiet"]
+JSON_SCHEMA_VERSION = 1
+"""The layout of every --json document (results and errors); bumped when a key changes."""
 
 
 class ProgressHandle:
@@ -77,7 +79,8 @@ class Output:
     def result(self, data: dict[str, Any], human: str | None = None) -> None:
         """The command's one result: JSON on stdout with --json, else a human summary."""
         if self.mode == "json":
-            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            document = {"schema_version": JSON_SCHEMA_VERSION, **data}
+            sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
             sys.stdout.flush()
         elif self.mode == "human" and human:
             self.stderr.print(human, markup=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from videodirector_cli.errors import InputError
+from videodirector_cli.errors import InputError, from_os_error
 from videodirector_cli.project.atomic import atomic_path
 
 
@@ -21,11 +21,18 @@ def write_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def _reraise_fixable(exc: Exception) -> None:
+    """Too many open files is not a bad image: it is reported as what it is (errors.py)."""
+    if isinstance(exc, OSError) and from_os_error(exc) is not None:
+        raise exc
+
+
 def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as exc:
+        _reraise_fixable(exc)
         raise InputError(f"cannot read image {path}: {exc}") from None
 
 
@@ -44,6 +51,7 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("L")) >= 128
     except (OSError, ValueError) as exc:
+        _reraise_fixable(exc)
         raise InputError(f"cannot read mask {path}: {exc}") from None
 
 

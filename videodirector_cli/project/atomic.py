@@ -6,11 +6,12 @@ A killed process leaves either the old file or the new one, never half of one; l
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,10 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
+            exc.filename = str(target)  # a full disk is reported at the file the user knows
         raise
 
 
@@ -80,6 +83,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def move_into_place(source: Path, target: Path) -> None:
+    """Move a finished file to ``target`` atomically (a copy beside it first when ``target`` is
+    on another filesystem, as ``render --out`` may be)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        source.unlink(missing_ok=True)
+        return
+    _fsync_dir(target.parent)
 
 
 def remove_temp_files(folder: Path) -> int:
@@ -134,3 +153,64 @@ def recover_dir(target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     for leftover in target.parent.glob(f"{TEMP_PREFIX}{target.name}-new-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+# Several folders at once -------------------------------------------------------------------------
+# `vdir init --force` replaces every stage folder of a project and its manifest together: the old
+# folders are moved into a trash folder, the new ones in, then the new manifest is written (the
+# commit). A failure before the commit puts everything back; a kill before it is undone by
+# ``recover_replaced`` under the next writer's lock (the trash holds the old manifest's bytes, so
+# "the manifest is still the old one" tells that the commit never happened).
+
+REPLACED_PREFIX = f"{TEMP_PREFIX}replaced-"
+_OLD_MANIFEST = "manifest.before"
+
+
+def replace_folders(
+    root: Path, manifest: Path, targets: dict[Path, Path | None], commit: Callable[[], None]
+) -> None:
+    """Replace each target folder by its staged folder (None: remove it), then ``commit()``.
+
+    All or nothing: until ``commit`` returns, any failure restores every target as it was.
+    """
+    trash = Path(tempfile.mkdtemp(prefix=REPLACED_PREFIX, dir=root))
+    moved: list[Path] = []
+    try:
+        if manifest.is_file():
+            shutil.copyfile(manifest, trash / _OLD_MANIFEST)
+        for target, staged in targets.items():
+            if target.exists() or target.is_symlink():
+                os.replace(target, trash / target.name)
+                moved.append(target)
+            if staged is not None:
+                os.replace(staged, target)
+        commit()
+    except BaseException:
+        for target, staged in targets.items():
+            if staged is not None and not staged.exists() and target.exists():
+                os.replace(target, staged)
+        for target in moved:
+            os.replace(trash / target.name, target)
+        shutil.rmtree(trash, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover_replaced(root: Path, manifest: Path) -> None:
+    """Finish what a process killed inside ``replace_folders`` left: before its commit, the old
+    folders go back; after it, the trash is emptied. Call it under the project lock."""
+    for trash in sorted(root.glob(f"{REPLACED_PREFIX}*")):
+        before = trash / _OLD_MANIFEST
+        committed = not before.is_file() or (
+            manifest.is_file() and manifest.read_bytes() != before.read_bytes()
+        )
+        if not committed:
+            for saved in trash.iterdir():
+                if saved.name == _OLD_MANIFEST:
+                    continue
+                target = root / saved.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(saved, target)
+        shutil.rmtree(trash, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,16 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hash_files(paths: Iterable[Path]) -> str:
-    """One hash over several files, names included (a rename changes it)."""
-    digest = hashlib.sha256()
+def hash_files(paths: Iterable[Path], digest: Callable[[Path], str] = hash_file) -> str:
+    """One hash over several files, names included (a rename changes it). ``digest`` gives
+    each file's sha256 (project/file_index.py's remembers them)."""
+    combined = hashlib.sha256()
     for path in paths:
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        digest.update(hash_file(path).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+        combined.update(path.name.encode())
+        combined.update(b"\0")
+        combined.update(digest(path).encode())
+        combined.update(b"\n")
+    return combined.hexdigest()
 
 
 def hash_params(params: Any) -> str:

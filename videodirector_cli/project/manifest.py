@@ -28,7 +28,8 @@ NO_MASK = "none"
 """Recorded as the "masks" input of a stage that used no mask: later masks do not make it stale."""
 
 RecordStatus = Literal["running", "done", "failed", "interrupted"]
-StageState = Literal["missing", "running", "done", "stale", "interrupted", "failed"]
+StageState = Literal["missing", "running", "done", "stale", "damaged", "interrupted", "failed"]
+"""'damaged': done, but its files were deleted, truncated or changed since (vdir status)."""
 
 
 def utc_now() -> datetime:

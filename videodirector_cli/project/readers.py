@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from videodirector_cli.errors import MissingPrerequisiteError, StaleError
 from videodirector_cli.project import lineage
-from videodirector_cli.project.fingerprint import hash_file, hash_files
+from videodirector_cli.project.file_index import FileIndex
 from videodirector_cli.project.manifest import EditRecord, stage_state
 
 if TYPE_CHECKING:
@@ -26,24 +26,57 @@ EDIT_LATENTS = "latents.safetensors"
 MASKS_FIX = "run vdir mask again, or pass --mask none to work without masks"
 
 
-def problem(files: list[Path], recorded: str | None, what: str, writer: str) -> str | None:
-    """Why ``files`` are not what ``vdir <writer>`` recorded (a missing file, changed content),
-    or None when they are."""
+def problem(
+    files: list[Path], recorded: str | None, what: str, writer: str, index: FileIndex
+) -> str | None:
+    """Why ``files`` are not what ``vdir <writer>`` recorded (a missing file, changed content,
+    naming the first file that differs), or None when they are. Cheap first: files whose size
+    and mtime are what vdir saw are not hashed again (``index``)."""
     missing = [f for f in files if not f.is_file()]
     if missing:
         return f"{what}: {missing[0]} is missing"
-    if recorded is None or hash_files(files) != recorded:
-        folder = files[0].parent if files else "?"
-        return f"{what} in {folder} changed after vdir {writer} wrote them"
-    return None
+    if recorded is not None and index.combined(files) == recorded:
+        index.remember(files)
+        return None
+    folder = files[0].parent if files else "?"
+    changed = index.changed(files)
+    detail = ""
+    if changed:
+        first = changed[0]
+        how = "is truncated" if index.shrunk(first) else "differs"
+        detail = (
+            f" ({first.name} {how}{f' and {len(changed) - 1} more' if len(changed) > 1 else ''})"
+        )
+    return f"{what} in {folder} changed after vdir {writer} wrote them{detail}"
 
 
-def verified(files: list[Path], recorded: str | None, what: str, writer: str, hint: str):
+def verified(
+    files: list[Path], recorded: str | None, what: str, writer: str, hint: str, index: FileIndex
+) -> list[Path]:
     """``files`` if they are exactly what the manifest recorded, else StaleError."""
-    found = problem(files, recorded, what, writer)
+    found = problem(files, recorded, what, writer, index)
     if found is not None:
         raise StaleError(found, hint=hint)
     return files
+
+
+def frames_problem(project: Project) -> str | None:
+    """What is wrong with the frame files of a done frames record (None: nothing)."""
+    manifest = project.manifest
+    if manifest.frames is None:
+        return None
+    files = project.paths.frame_files(manifest.frame_count)
+    recorded = manifest.frames.outputs.get("frames")
+    return problem(files, recorded, "the frames", "init", project.file_index)
+
+
+def masks_problem(project: Project) -> str | None:
+    """What is wrong with the mask files of a done masks record (None: nothing)."""
+    record = project.manifest.masks
+    if record is None:
+        return None
+    files = project.paths.mask_files(project.manifest.frame_count)
+    return problem(files, record.outputs.get("masks"), "the masks", "mask", project.file_index)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -76,6 +109,7 @@ def frames_info(project: Project) -> FramesInfo:
         "the frames",
         "init",
         "run vdir init again with --force to re-extract them",
+        project.file_index,
     )
     from PIL import Image
 
@@ -127,6 +161,7 @@ def read_project_masks(project: Project) -> np.ndarray | None:
         "the masks",
         "mask",
         "bring edited masks in with: vdir mask --from DIR",
+        project.file_index,
     )
     masks = read_masks(expected)
     if masks.shape[1:] != (info.height, info.width):
@@ -145,13 +180,30 @@ def edit_frame_files(project: Project, name: str, record: EditRecord) -> list[Pa
     return [project.paths.edit_frame(name, i) for i in range(count)]
 
 
-def edit_intact(project: Project, name: str, record: EditRecord) -> bool:
-    """True when an edit's frames and latents are exactly what vdir edit recorded."""
+def edit_problem(project: Project, name: str, record: EditRecord) -> str | None:
+    """What is wrong with an edit's frames and latents (None: exactly what vdir edit recorded)."""
     latents = project.paths.edit_dir(name) / EDIT_LATENTS
     frames = edit_frame_files(project, name, record)
-    if problem(frames, record.outputs.get("edit"), "", "edit") is not None:
-        return False
-    return latents.is_file() and hash_file(latents) == record.outputs.get("latents")
+    index = project.file_index
+    what = f"the frames of edit {name!r}"
+    found = problem(frames, record.outputs.get("edit"), what, "edit", index)
+    if found is not None:
+        return found
+    recorded = record.outputs.get("latents")
+    if recorded is None:
+        return None  # an edit recorded before its latents were (schema 1)
+    if not latents.is_file():
+        return f"the latents of edit {name!r}: {latents} is missing"
+    if index.digest(latents) != recorded:
+        return f"the latents of edit {name!r} ({latents}) changed after vdir edit wrote them"
+    index.remember([latents])
+    return None
+
+
+def edit_intact(project: Project, name: str, record: EditRecord) -> bool:
+    """True when an edit's frames and latents are exactly what vdir edit recorded (an edit that
+    recorded no latents is made again)."""
+    return "latents" in record.outputs and edit_problem(project, name, record) is None
 
 
 def read_edit_frames(project: Project, name: str, record: EditRecord) -> np.ndarray:
@@ -164,5 +216,6 @@ def read_edit_frames(project: Project, name: str, record: EditRecord) -> np.ndar
         f"the frames of edit {name!r}",
         "edit",
         "run vdir edit again for it",
+        project.file_index,
     )
     return read_frames(files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from videodirector_cli import __version__
-from videodirector_cli.errors import LockedError, ProjectError, UsageError
+from videodirector_cli.errors import LockedError, ProjectError, UsageError, from_os_error
 from videodirector_cli.project import manifest_v1
-from videodirector_cli.project.atomic import atomic_write_text
+from videodirector_cli.project.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    recover_replaced,
+)
+from videodirector_cli.project.file_index import FileIndex
 from videodirector_cli.project.lock import ProjectLock, is_locked
 from videodirector_cli.project.manifest import (
     RECORD_TYPES,
@@ -25,6 +30,7 @@ from videodirector_cli.project.manifest import (
     StageRecord,
     utc_now,
 )
+from videodirector_cli.project.manifest_checks import manifest_problems
 from videodirector_cli.project.params import Params
 from videodirector_cli.project.paths import MANIFEST_NAME, STATE_DIR_NAME, ProjectPaths
 
@@ -58,6 +64,11 @@ def find_project_root(explicit: Path | None = None) -> Path:
         explicit = Path(os.environ[PROJECT_ENV])
     if explicit is not None:
         folder = explicit.expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ProjectError(
+                f"--project {folder} is a file, not a project folder",
+                hint="pass the folder vdir init made (the one holding manifest.json)",
+            )
         if not folder.is_dir():
             raise ProjectError(f"project folder {folder} does not exist")
         if not is_project_dir(folder):
@@ -94,7 +105,7 @@ def read_manifest(path: Path) -> Manifest:
     try:
         if isinstance(raw, dict) and raw.get("schema_version") == manifest_v1.VERSION:
             raw = manifest_v1.upgrade(raw)
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate(raw)
     except (TypeError, AttributeError):  # schema-1 data of the wrong shape
         raise ProjectError(
             f"{path} is damaged (a schema 1 record of the wrong shape); vdir will not overwrite it",
@@ -107,6 +118,12 @@ def read_manifest(path: Path) -> Manifest:
             f"{path} is damaged (at {where}: {first.get('msg')}); vdir will not overwrite it",
             hint="restore it from a backup or fix it by hand",
         ) from None
+    for where, what in manifest_problems(manifest):
+        raise ProjectError(
+            f"{path} is damaged (at {where}: {what}); vdir will not overwrite it",
+            hint="restore it from a backup or fix it by hand",
+        )
+    return manifest
 
 
 @dataclass
@@ -114,6 +131,14 @@ class Project:
     paths: ProjectPaths
     manifest: Manifest
     _lock: ProjectLock | None = field(default=None, repr=False)
+    _index: FileIndex | None = field(default=None, repr=False)
+
+    @property
+    def file_index(self) -> FileIndex:
+        """Sizes, mtimes and hashes of the project's files as vdir last saw them (a cache)."""
+        if self._index is None:
+            self._index = FileIndex(self.paths.root, self.paths.state_dir)
+        return self._index
 
     # opening ----------------------------------------------------------------------------------
     @classmethod
@@ -164,11 +189,16 @@ class Project:
     @contextmanager
     def writing(self, purpose: str, wait: float = 0.0) -> Iterator[Project]:
         """Hold the project lock (waiting up to ``wait`` s for it); re-read the manifest under
-        it so no update is lost."""
+        it so no update is lost.
+
+        A project with symbolic links where vdir writes is refused before anything is touched.
+        """
+        self.paths.refuse_links()
         lock = ProjectLock(self.paths.lock, purpose)
         lock.acquire(wait)
         self._lock = lock
         try:
+            recover_replaced(self.paths.root, self.paths.manifest)
             if self.paths.manifest.exists():
                 self.manifest = read_manifest(self.paths.manifest)
             yield self
@@ -181,6 +211,8 @@ class Project:
             raise RuntimeError("Project.save() outside Project.writing()")
         self.manifest.updated_at = utc_now()
         atomic_write_text(self.paths.manifest, self.manifest.model_dump_json(indent=2) + "\n")
+        if self._index is not None:
+            self._index.save()
 
     def merge_record(self, slot: tuple[str, str | None], record: StageRecord, wait: float) -> bool:
         """Put ``record`` into the manifest as it is on disk now, under the project lock taken
@@ -202,6 +234,7 @@ class Project:
         inputs: dict[str, str],
         total: int = 0,
         shared: bool = False,
+        keep_previous: bool = False,
     ) -> Iterator[StageRun]:
         """Record a stage as running, then done, failed or interrupted.
 
@@ -213,7 +246,19 @@ class Project:
         each save merges the record into the manifest on disk under a short project lock
         (progress checkpoints are skipped while another writer holds it; the first and the
         final save wait for it).
+
+        ``keep_previous``: for a stage that replaces a finished record's files all or nothing
+        (mask, edit --force), a failure puts back the previous record (the old files are
+        untouched, so it is still true): the manifest's bytes as they were, or, ``shared``,
+        the previous record merged back in (other writers' records stay); the error line says
+        what happened.
         """
+        previous = getattr(self.manifest, record_slot[0])
+        if record_slot[1] is not None:
+            previous = previous.get(record_slot[1])
+        before = None
+        if keep_previous and not shared and previous is not None and self.paths.manifest.is_file():
+            before = self.paths.manifest.read_bytes()
         record = RECORD_TYPES[record_slot[0]].model_validate(
             {
                 "status": "running",
@@ -240,21 +285,40 @@ class Project:
         run = StageRun(self, record, persist)
         try:
             yield run
-        except KeyboardInterrupt:
-            record.status = "interrupted"
-            record.message = "interrupted by the user"
-            persist()
-            raise
         except BaseException as exc:
-            record.status = "failed"
-            record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            persist()
+            error = from_os_error(exc) if isinstance(exc, OSError) else None
+            if before is not None:
+                with suppress(OSError):
+                    atomic_write_bytes(self.paths.manifest, before)
+                    self.manifest = read_manifest(self.paths.manifest)
+            elif keep_previous and shared and previous is not None:
+                with suppress(OSError, LockedError):
+                    self.merge_record(record_slot, previous, FINAL_WAIT_S)
+            elif isinstance(exc, KeyboardInterrupt):
+                record.status = "interrupted"
+                record.message = "interrupted by the user"
+                with suppress(OSError, LockedError):
+                    persist()
+            else:
+                self._record_failure(record, error or exc, persist)
+            if error is not None:
+                raise error from exc
             raise
         record.status = "done"
         record.finished_at = utc_now()
         if record.progress is not None:
             record.progress.done = record.progress.total
         persist()
+
+    def _record_failure(
+        self, record: StageRecord, exc: BaseException, persist: Callable[[], None]
+    ) -> None:
+        """Record the failure and its one line; on a full disk the manifest itself may not be
+        writable, and then the record reads 'interrupted' once the lock is released."""
+        record.status = "failed"
+        record.message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+        with suppress(OSError, LockedError):
+            persist()
 
     def _put(self, slot: tuple[str, str | None], record: StageRecord) -> None:
         section, key = slot

@@ -9,6 +9,7 @@ negation of the field (``--no-stdg`` for ``enabled``).
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -33,6 +34,16 @@ class Settings(BaseModel):
 
     def check(self) -> None:
         """Rules a field's type cannot say (ranges, combinations); raises UsageError."""
+
+
+def in_range(
+    option: str, value: float | None, low: float, high: float, hint: str | None = None
+) -> None:
+    """UsageError unless ``value`` (None: not given) is a finite number in ``low``..``high``."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not low <= value <= high:
+        raise UsageError(f"{option} {value:g} is out of range ({low:g}..{high:g})", hint=hint)
 
 
 def option_name(model: type[BaseModel], name: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range
+from videodirector_cli.settings.invert import MAX_INNER_STEPS, MAX_STEPS
 from videodirector_cli.settings.model import device_field
 
 DEMO_SEED = 1_000_007
@@ -46,3 +47,5 @@ class DemoRequest(Settings):
             raise UsageError("the edits must change the colour and the shape")
         if self.steps < 2 or self.inner_steps < 0:
             raise UsageError("--steps must be at least 2 and --inner-steps at least 0")
+        in_range("--steps", self.steps, 2, MAX_STEPS)
+        in_range("--inner-steps", self.inner_steps, 0, MAX_INNER_STEPS)

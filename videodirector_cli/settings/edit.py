@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range
 from videodirector_cli.settings.invert import MaskUse, Target
 from videodirector_cli.settings.model import ModelChoice, RunChoice
 
@@ -98,6 +98,8 @@ class EditSettings(Settings):
                 raise UsageError(f"{name} must be between 0 and 1, not {value}")
         if self.blend_dilate < 0:
             raise UsageError("--blend-dilate must be 0 or more pixels")
+        in_range("--blend-dilate", self.blend_dilate, 0, 512, hint="pixels around the mask")
+        in_range("sa1_max_tokens", self.sa1_max_tokens, 1, 1 << 20)
         for word, value in self.reweight.items():
             if not word.strip() or not math.isfinite(value) or value < 0:
                 raise UsageError(

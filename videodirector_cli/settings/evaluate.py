@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range
 from videodirector_cli.settings.model import ModelChoice
 
 
@@ -34,3 +34,4 @@ class EvalRequest(Settings):
     def check(self) -> None:
         if self.dilate < 0:
             raise UsageError(f"--dilate must be 0 or more pixels, not {self.dilate}")
+        in_range("--dilate", self.dilate, 0, 512, hint="pixels around the mask")

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range
+
+MAX_FRAMES = 100_000
+"""More frames than any clip vdir can invert; a larger --frames or --stride is a typo."""
+MAX_FPS = 1000.0
 
 
 class InitRequest(Settings):
@@ -56,6 +60,9 @@ class InitRequest(Settings):
     def check(self) -> None:
         from videodirector_cli.media.fit import check_fit, parse_size
 
+        in_range("--frames", self.frames, 1, MAX_FRAMES)
+        in_range("--stride", self.stride, 1, MAX_FRAMES)
+        in_range("--fps", self.fps, 1e-3, MAX_FPS, hint="a sampling rate in frames per second")
         self.frame_choice()
         parse_size(self.size)
         check_fit(self.fit)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range, option_name
 from videodirector_cli.settings.model import ModelChoice, RunChoice
 
 NullMode = Literal["per-frame", "shared"]
@@ -51,13 +51,19 @@ class NullTextSettings(Settings):
         return self.early_stop + step * self.early_stop_slope
 
     def check(self) -> None:
-        if self.inner_steps < 0:
-            raise UsageError("--inner-steps must be 0 or more")
-        if self.learning_rate <= 0:
-            raise UsageError("--lr must be positive")
-        if self.early_stop < 0 or self.early_stop_slope < 0:
-            raise UsageError("--early-stop and --early-stop-slope must be 0 or more")
+        in_range("--inner-steps", self.inner_steps, 0, MAX_INNER_STEPS)
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise UsageError(f"--lr must be a finite number above 0, not {self.learning_rate:g}")
+        in_range("--lr", self.learning_rate, 0, 10.0)
+        in_range("--early-stop", self.early_stop, 0, 1e6)
+        in_range("--early-stop-slope", self.early_stop_slope, 0, 1e6)
 
+
+MAX_STEPS = 1000
+"""The DDIM grid of a 1000-timestep scheduler has at most one step per timestep."""
+MAX_INNER_STEPS = 10_000
+MAX_SEED = 2**63 - 1
+"""torch.manual_seed takes seeds up to this."""
 
 DEFAULT_MAX_RATIO = 0.25
 """--stdg-max-ratio's default, from the toy-model sweep in docs/inversion.md."""
@@ -125,6 +131,11 @@ class STDGSettings(Settings):
         for value, option in ((self.scale, "--stdg-scale"), (self.max_ratio, "--stdg-max-ratio")):
             if not math.isfinite(value) or value < 0:
                 raise UsageError(f"{option} must be a finite number >= 0, not {value:g}")
+        # Weights have no upper limit: the bound (--stdg-max-ratio) caps what they apply.
+        for name in ("eta_f", "eta_b", "zeta_f", "zeta_b"):
+            in_range(option_name(STDGSettings, name), getattr(self, name), 0, math.inf)
+        for weight in self.block_weights:
+            in_range("--block-weights", weight, 0, math.inf)
         if not self.blocks:
             raise UsageError("--stdg-blocks needs at least one block, e.g. up_blocks.1,up_blocks.2")
         if len(self.block_weights) != len(self.blocks):
@@ -177,8 +188,11 @@ class InvertSettings(Settings):
     def check(self) -> None:
         if self.steps < 1:
             raise UsageError(f"--steps must be at least 1, not {self.steps}")
-        if self.guidance_scale < 1.0:
+        in_range("--steps", self.steps, 1, MAX_STEPS, hint="DDIM has at most one step per timestep")
+        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 1.0:
             raise UsageError(f"--cfg must be 1 or more, not {self.guidance_scale}")
+        in_range("--cfg", self.guidance_scale, 1.0, 100.0)
+        in_range("--seed", self.seed, 0, MAX_SEED)
         self.null_text.check()
         self.stdg.check()
 

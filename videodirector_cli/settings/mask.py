@@ -9,8 +9,11 @@ from typing import Literal
 from pydantic import Field
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.settings.base import Settings
+from videodirector_cli.settings.base import Settings, in_range
+from videodirector_cli.settings.init import MAX_FRAMES
 from videodirector_cli.settings.model import device_field
+
+MAX_PIXELS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,13 @@ class MaskRequest(Settings):
 
     def check(self) -> None:
         """Mode rules that need no project: exactly one of SAM2 prompts, --from, --no-sam2 --box."""
+        in_range("--frame", self.frame, 0, MAX_FRAMES, hint="a 0-based frame index")
+        for point in self.points:
+            for value in (point.x, point.y):
+                in_range("--point", value, -MAX_PIXELS, MAX_PIXELS, hint="X,Y in frame pixels")
+        if self.box is not None:
+            for value in self.box.as_list():
+                in_range("--box", value, -MAX_PIXELS, MAX_PIXELS, hint="in frame pixels")
         sam2_options = (
             self.sam2_size is not None
             or self.sam2_checkpoint is not None

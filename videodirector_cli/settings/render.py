@@ -23,8 +23,8 @@ class RenderRequest(Settings):
     )
     out: Path | None = Field(
         None,
-        description="Write the video here instead of renders/ (one NAME only; with --compare, "
-        "the comparison). The contact sheet goes beside it as .png.",
+        description="Write the video here instead of renders/ (one NAME, or none when there is "
+        "one edit, or only the source, to render; with --compare, the comparison). The contact sheet goes beside it as .png.",
     )
     crf: int = Field(18, description="H.264 quality: 0 lossless .. 51 worst; 18 looks lossless.")
 
@@ -32,9 +32,10 @@ class RenderRequest(Settings):
         if not 0 <= self.crf <= 51:
             raise UsageError(f"--crf {self.crf} is outside 0..51", hint="18 is visually lossless")
         if self.out is not None:
-            if len(self.names) != 1:
+            if len(self.names) > 1:
                 raise UsageError(
-                    "--out needs exactly one NAME", hint="e.g. vdir render tiger --out tiger.mp4"
+                    "--out takes one NAME (or none when the project has one thing to render)",
+                    hint="e.g. vdir render tiger --out tiger.mp4",
                 )
             if self.out.suffix.lower() != ".mp4":
                 raise UsageError(f"--out {self.out} must end in .mp4")

@@ -17,15 +17,25 @@ from videodirector_cli.project.manifest import (
     changed_inputs,
     stage_state,
 )
+from videodirector_cli.project.names import SOURCE
 from videodirector_cli.project.store import Project
+
+__all__ = [
+    "EDIT_HINT",
+    "SOURCE",
+    "done_edit",
+    "done_edits",
+    "inversion_problem",
+    "load_inversion",
+    "load_inversion_model",
+    "resolve_inversion",
+]
 
 if TYPE_CHECKING:
     from videodirector_cli.diffusion.components import DiffusionModel
     from videodirector_cli.diffusion.trajectory import StoredInversion
     from videodirector_cli.settings.model import ModelChoice
 
-SOURCE = "source"
-"""The render name of the project's own frames: no edit may take this name."""
 EDIT_HINT = 'make one with: vdir edit "TARGET PROMPT"'
 
 
@@ -76,8 +86,19 @@ def load_inversion(project: Project, key: str, record: InversionRecord) -> Store
     """The inversion's tensors, as vdir invert wrote and recorded them."""
     from videodirector_cli.stages.inversion_files import InversionFiles
 
-    files = InversionFiles(project.paths.inversion_dir(key))
+    files = InversionFiles(project.paths.inversion_dir(key), project.file_index)
     return files.load(recorded_hash=record.outputs.get("inversion"))
+
+
+def inversion_problem(project: Project, key: str, record: InversionRecord) -> str | None:
+    """What is wrong with a finished inversion's files (None: all there, as recorded)."""
+    from videodirector_cli.stages.inversion_files import InversionFiles
+
+    files = InversionFiles(project.paths.inversion_dir(key), project.file_index)
+    steps = record.progress.total if record.progress else record.params.settings.steps
+    if not files.info_path.is_file():
+        return f"the files of inversion {key[:12]}: {files.info_path} is missing"
+    return files.problem(record.outputs.get("inversion"), steps)
 
 
 def load_inversion_model(

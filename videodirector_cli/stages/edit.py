@@ -31,7 +31,7 @@ from videodirector_cli.project.atomic import (
     replace_dir,
     staging_dir,
 )
-from videodirector_cli.project.fingerprint import hash_file, hash_files
+from videodirector_cli.project.canonical import canonical_header
 from videodirector_cli.project.manifest import stage_state
 from videodirector_cli.project.params import EditParams, InversionParams
 from videodirector_cli.project.readers import (
@@ -290,7 +290,9 @@ def _run_locked(
     staging = staging_dir(paths.edit_dir(name))
     try:
         with (
-            project.stage(("edits", name), params, inputs, total=steps, shared=True) as run,
+            project.stage(
+                ("edits", name), params, inputs, total=steps, shared=True, keep_previous=True
+            ) as run,
             output.progress(f"edit {name}", total=steps) as bar,
         ):
 
@@ -315,9 +317,12 @@ def _run_locked(
                 {"name": name, "params": params.model_dump(mode="json"), "metrics": metrics},
             )
             replace_dir(staging, paths.edit_dir(name))
+            written = [paths.edit_frame(name, i) for i in range(frames)]
+            latents_file = paths.edit_dir(name) / EDIT_LATENTS
+            project.file_index.remember([*written, latents_file])
             run.record.outputs = {
-                "edit": hash_files([paths.edit_frame(name, i) for i in range(frames)]),
-                "latents": hash_file(paths.edit_dir(name) / EDIT_LATENTS),
+                "edit": project.file_index.combined(written),
+                "latents": project.file_index.digest(latents_file),
             }
             run.record.metrics.update(metrics)
     finally:
@@ -352,6 +357,7 @@ def _write_edit(folder: Path, project: Project, name: str, model: DiffusionModel
     cpu = latents.detach().to("cpu").float().contiguous()
     with atomic_path(folder / EDIT_LATENTS) as tmp:
         save_file({"latents": cpu}, str(tmp))
+        canonical_header(tmp)
     images = decode_latents(model, latents)
     final = project.paths.edit_dir(name)
     for index, image in enumerate(images):

@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 
 from videodirector_cli.errors import UsageError
-from videodirector_cli.stages.common import SOURCE
-
-RESERVED_NAMES = (SOURCE,)
-"""`vdir render source` renders the project's own frames: no edit may take that name."""
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+from videodirector_cli.project.names import RESERVED_NAMES, is_edit_name
 
 
 def check_name(name: str) -> str:
     """An explicit --name: a plain folder name, or UsageError saying what would do."""
-    if NAME_RE.match(name) and ".." not in name and name.lower() not in RESERVED_NAMES:
+    if is_edit_name(name):
         return name
     suggestion = slug(name) or "my-edit"
     raise UsageError(

@@ -2,7 +2,9 @@
 
 Order matters for "never leave a half project": the options and the destination are checked,
 then the video is decoded completely into memory, and only then is anything created or an old
-project replaced. If writing fails, a folder this command created is removed again.
+project replaced. If writing fails, a folder this command created is removed again; an old
+project (--force) is replaced all or nothing: the new frames are written beside it and every
+stage folder and the manifest are swapped in together (project/atomic.replace_folders).
 """
 
 from __future__ import annotations
@@ -17,13 +19,24 @@ from videodirector_cli.media.decode import DecodedClip, FrameChoice, decode
 from videodirector_cli.media.fit import check_fit, fit_frame, parse_size
 from videodirector_cli.media.frames import write_png
 from videodirector_cli.output import Output
-from videodirector_cli.project.atomic import TEMP_PREFIX
+from videodirector_cli.project.atomic import TEMP_PREFIX, replace_folders, staging_dir
 from videodirector_cli.project.fingerprint import hash_file, hash_files
 from videodirector_cli.project.lock import is_locked
-from videodirector_cli.project.manifest import Manifest, SourceInfo
+from videodirector_cli.project.manifest import (
+    FramesRecord,
+    Manifest,
+    SourceInfo,
+    StageProgress,
+    utc_now,
+)
 from videodirector_cli.project.params import FramesParams
 from videodirector_cli.project.paths import ProjectPaths
-from videodirector_cli.project.store import Project, is_project_dir, read_manifest
+from videodirector_cli.project.store import (
+    Project,
+    is_project_dir,
+    library_versions,
+    read_manifest,
+)
 from videodirector_cli.settings.init import InitRequest
 from videodirector_cli.stages.outcome import StageOutcome
 
@@ -41,6 +54,7 @@ def check_destination(folder: Path, force: bool) -> bool:
                 f"{folder} is already a vdir project", hint="use --force to start it over"
             )
         read_manifest(ProjectPaths(folder).manifest)  # a damaged manifest is refused, not replaced
+        ProjectPaths(folder).refuse_links()  # never delete through a link
         if is_locked(ProjectPaths(folder).lock):
             raise LockedError(
                 f"another vdir process is writing {folder}",
@@ -75,15 +89,18 @@ def run_init(folder: Path, request: InitRequest, output: Output) -> StageOutcome
         output.warn(warning)
     source = _source_info(Path(request.video), clip, choice, target, fit)
 
+    if replacing:
+        project = Project.open(folder)
+        _replace_project(project, request, choice, clip, source, output)
+        return _result(project, source, clip, replaced=True)
     existed_before = folder.exists()
-    project = Project.open(folder) if replacing else Project.create(folder)
+    project = Project.create(folder)
     try:
         _write_project(project, request, choice, clip, source, output)
     except BaseException:
-        if not replacing:
-            _remove_created(folder, existed_before)
+        _remove_created(folder, existed_before)
         raise
-    return _result(project, source, clip, replaced=replacing)
+    return _result(project, source, clip, replaced=False)
 
 
 def _source_info(
@@ -128,15 +145,13 @@ def _write_project(
     source: SourceInfo,
     output: Output,
 ) -> None:
+    """A new project: frames written in place, progress recorded as they are."""
     paths = project.paths
     count = len(clip.frames)
     with project.writing("init"):
         project.manifest = Manifest(vdir_version=__version__, prompt=request.prompt, source=source)
         params = _frames_params(choice, source)
         with project.stage(("frames", None), params, {"source": source.sha256}, total=count) as run:
-            # The manifest now says "frames running" and nothing else: old records are gone
-            # before their files are, so a crash here leaves an honest "interrupted" project.
-            _remove_stage_outputs(paths)
             last_checkpoint = time.monotonic()
             with output.progress("writing frames", total=count) as bar:
                 for index, frame in enumerate(clip.frames):
@@ -145,25 +160,63 @@ def _write_project(
                     if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
                         run.checkpoint(index + 1)
                         last_checkpoint = time.monotonic()
-            run.record.outputs["frames"] = hash_files(paths.frame_files(count))
+            files = paths.frame_files(count)
+            project.file_index.remember(files)
+            run.record.outputs["frames"] = project.file_index.combined(files)
 
 
-def _remove_stage_outputs(paths: ProjectPaths) -> None:
-    """Everything the stages of an old project wrote (user files elsewhere are kept)."""
-    for folder in (
-        paths.frames_dir,
-        paths.masks_dir,
-        paths.inversions_dir,
-        paths.edits_dir,
-        paths.renders_dir,
-    ):
-        if folder.exists():
-            shutil.rmtree(folder)
-    for leftover in paths.root.glob(f"{TEMP_PREFIX}*"):  # of interrupted atomic writes
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
+def _replace_project(
+    project: Project,
+    request: InitRequest,
+    choice: FrameChoice,
+    clip: DecodedClip,
+    source: SourceInfo,
+    output: Output,
+) -> None:
+    """`init --force`: the new frames are written beside the old project, then every stage
+    folder and the manifest are swapped in together (project/atomic.replace_folders). Any
+    failure before the new manifest is written (a full disk, Ctrl-C, kill -9) leaves the old
+    project exactly as it was."""
+    paths = project.paths
+    count = len(clip.frames)
+    with project.writing("init"):
+        staging = staging_dir(paths.frames_dir)
+        try:
+            with output.progress("writing frames", total=count) as bar:
+                for index, frame in enumerate(clip.frames):
+                    write_png(staging / paths.frame(index).name, frame)
+                    bar.advance(1)
+            staged = [staging / f.name for f in paths.frame_files(count)]
+            record = FramesRecord(
+                status="done",
+                params=_frames_params(choice, source),
+                inputs={"source": source.sha256},
+                outputs={"frames": hash_files(staged)},
+                versions=library_versions(),
+                finished_at=utc_now(),
+                progress=StageProgress(done=count, total=count),
+            )
+            manifest = Manifest(
+                vdir_version=__version__, prompt=request.prompt, source=source, frames=record
+            )
+
+            def commit() -> None:
+                for folder in paths.stage_dirs:
+                    project.file_index.forget_under(folder)
+                project.file_index.remember(paths.frame_files(count))
+                project.manifest = manifest
+                project.save()
+
+            targets: dict[Path, Path | None] = dict.fromkeys(paths.stage_dirs)
+            targets[paths.frames_dir] = staging
+            replace_folders(paths.root, paths.manifest, targets, commit)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in paths.root.glob(f"{TEMP_PREFIX}*"):  # of interrupted atomic writes
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def _remove_created(folder: Path, existed_before: bool) -> None:

@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING, Any
 from videodirector_cli.diffusion.trajectory import StoredInversion, TrajectoryStep
 from videodirector_cli.errors import InputError, StaleError
 from videodirector_cli.project.atomic import TEMP_PREFIX, atomic_path, atomic_write_json
+from videodirector_cli.project.canonical import canonical_header
 from videodirector_cli.project.fingerprint import hash_files
 
 if TYPE_CHECKING:
     import torch
+
+    from videodirector_cli.project.file_index import FileIndex
 
 FORMAT_VERSION = 1
 PIVOTS_NAME = "pivots.safetensors"
@@ -43,10 +46,12 @@ _STEP_RE = re.compile(r"^step_(\d{4,})\.safetensors$")
 
 
 class InversionFiles:
-    """Reads and writes ``inversions/<key>/``."""
+    """Reads and writes ``inversions/<key>/``. With the project's ``index`` (file_index.py)
+    every file written is remembered, and a step file changed since is not counted as done."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, index: FileIndex | None = None) -> None:
         self.folder = Path(folder)
+        self.index = index
 
     # paths ------------------------------------------------------------------------------------
     @property
@@ -77,9 +82,15 @@ class InversionFiles:
         }
         with atomic_path(self.pivots_path) as tmp:
             save_file({"pivots": _cpu_f32(pivots)}, str(tmp), metadata=metadata)
+            canonical_header(tmp)
+        self._remember(self.pivots_path)
 
     def has_pivots(self) -> bool:
         return self.pivots_path.is_file()
+
+    def has_usable_pivots(self) -> bool:
+        """Pivots there and unchanged since they were written (a resume may reuse them)."""
+        return self.has_pivots() and self._intact(self.pivots_path)
 
     def load_pivots(self) -> tuple[torch.Tensor, list[int], str]:
         """(pivots, timesteps, key)."""
@@ -112,6 +123,19 @@ class InversionFiles:
         }
         with atomic_path(self.step_path(result.step)) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
+            canonical_header(tmp)
+        self._remember(self.step_path(result.step))
+
+    def _remember(self, path: Path) -> None:
+        if self.index is not None:
+            self.index.remember([path])
+
+    def _intact(self, path: Path) -> bool:
+        """False for a file vdir remembers with other content (changed or truncated since)."""
+        if self.index is None:
+            return True
+        entry = self.index.known(path)
+        return entry is None or self.index.digest(path) == entry[2]
 
     def load_step(self, step: int) -> TrajectoryStep:
         tensors, metadata = _read(self.step_path(step))
@@ -134,12 +158,13 @@ class InversionFiles:
     def completed_steps(self, key: str | None = None) -> int:
         """How many consecutive step files exist from step 0 (temp leftovers ignored).
 
-        With ``key``, a file written for another inversion does not count.
+        With ``key``, a file written for another inversion does not count; nor does one that
+        changed since it was written (the index knows), so a resume never reuses it.
         """
         count = 0
         while True:
             path = self.step_path(count)
-            if not path.is_file():
+            if not path.is_file() or not self._intact(path):
                 return count
             if key is not None and _metadata(path).get("key") != key:
                 return count
@@ -160,7 +185,29 @@ class InversionFiles:
 
     def content_hash(self, steps: int) -> str:
         """Hash of the pivots and the step files: the inversion's output hash."""
-        return hash_files([self.pivots_path, *self.step_files(steps)])
+        files = [self.pivots_path, *self.step_files(steps)]
+        return hash_files(files) if self.index is None else self.index.combined(files)
+
+    def problem(self, recorded_hash: str | None, steps: int) -> str | None:
+        """What is wrong with a finished inversion's files (None: exactly what was recorded),
+        naming the first missing or changed file."""
+        files = [self.pivots_path, *[self.step_path(i) for i in range(steps)]]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            return f"the files of inversion {self.folder.name[:12]}: {missing[0]} is missing"
+        if recorded_hash is not None and self.content_hash(steps) == recorded_hash:
+            if self.index is not None:
+                self.index.remember(files)
+            return None
+        changed = self.index.changed(files) if self.index is not None else []
+        which = ""
+        if changed and self.index is not None:
+            how = "is truncated" if self.index.shrunk(changed[0]) else "differs"
+            which = f" ({changed[0].name} {how})"
+        return (
+            f"the files of inversion {self.folder.name[:12]} changed after vdir invert wrote "
+            f"them{which}"
+        )
 
     # info -------------------------------------------------------------------------------------
     def save_info(self, info: dict[str, Any]) -> None:
@@ -173,16 +220,14 @@ class InversionFiles:
         if not self.has_pivots():
             raise InputError(f"inversion in {self.folder} has no pivots", hint="run vdir invert")
         pivots, timesteps, key = self.load_pivots()
+        found = self.problem(recorded_hash, len(timesteps)) if recorded_hash else None
+        if found is not None:
+            raise StaleError(found, hint="run vdir invert again")
         done = self.completed_steps(key)
         if done < len(timesteps):
             raise InputError(
                 f"inversion {key[:12]} is incomplete ({done} of {len(timesteps)} steps)",
                 hint="run vdir invert again to finish it",
-            )
-        if recorded_hash and self.content_hash(len(timesteps)) != recorded_hash:
-            raise StaleError(
-                f"the files of inversion {key[:12]} changed after vdir invert wrote them",
-                hint="run vdir invert again",
             )
         steps = [self.load_step(i) for i in range(len(timesteps))]
         return StoredInversion.from_steps(key, timesteps, pivots, steps)

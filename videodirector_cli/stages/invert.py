@@ -19,11 +19,12 @@ from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
 from videodirector_cli.project.atomic import remove_temp_files
 from videodirector_cli.project.fingerprint import hash_params, short
-from videodirector_cli.project.manifest import stage_state
+from videodirector_cli.project.manifest import InversionRecord, stage_state
 from videodirector_cli.project.params import InversionParams
 from videodirector_cli.project.readers import frames_info, read_project_masks
 from videodirector_cli.project.store import Project
 from videodirector_cli.settings.invert import InvertRequest
+from videodirector_cli.stages.common import inversion_problem
 from videodirector_cli.stages.inversion_files import InversionFiles
 from videodirector_cli.stages.invert_history import History, human_summary, progress_fields
 from videodirector_cli.stages.outcome import StageOutcome
@@ -141,8 +142,7 @@ def run_invert(
             project.save()
         inputs = _inputs(project, prompt, masks is not None)
         record = project.manifest.inversions.get(key)
-        files = InversionFiles(project.paths.inversion_dir(key))
-        if record is not None and record.status == "done" and files.info_path.is_file():
+        if record is not None and record.status == "done" and _intact(project, key, record):
             project.manifest.current_inversion = key
             project.save()
             return _already_done(project, key)
@@ -166,12 +166,15 @@ def _up_to_date(project: Project, params: InversionParams, inputs: dict[str, str
             continue
         if stage_state(record, now, False) != "done":
             continue
-        if (
-            record.params.shaping() == wanted
-            and InversionFiles(project.paths.inversion_dir(key)).info_path.is_file()
-        ):
+        if record.params.shaping() == wanted and _intact(project, key, record):
             return key
     return None
+
+
+def _intact(project: Project, key: str, record: InversionRecord) -> bool:
+    """A finished inversion's files are all there and unchanged (else it is made again: the
+    steps that still hold what was written are kept, the others redone)."""
+    return inversion_problem(project, key, record) is None
 
 
 def _already_done(project: Project, key: str) -> InvertOutcome:
@@ -214,7 +217,7 @@ def _run_locked(
     settings = params.settings
     key = str(params.key)
     torch.manual_seed(settings.seed)
-    files = InversionFiles(project.paths.inversion_dir(key))
+    files = InversionFiles(project.paths.inversion_dir(key), project.file_index)
     files.folder.mkdir(parents=True, exist_ok=True)
     remove_temp_files(files.folder)
     schedule = Schedule.from_scheduler(model.scheduler, settings.steps)
@@ -361,7 +364,7 @@ def _pivots(
     from videodirector_cli.diffusion.inversion import ddim_invert
     from videodirector_cli.diffusion.latents import encode_frames
 
-    if files.has_pivots():
+    if files.has_usable_pivots():
         pivots, timesteps, stored_key = files.load_pivots()
         if stored_key == key and list(timesteps) == list(schedule.timesteps):
             return pivots

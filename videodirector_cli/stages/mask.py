@@ -21,7 +21,7 @@ from videodirector_cli.masks.ellipse import add_ellipse
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
 from videodirector_cli.project.atomic import recover_dir, replace_dir, staging_dir
-from videodirector_cli.project.fingerprint import hash_files, short
+from videodirector_cli.project.fingerprint import short
 from videodirector_cli.project.manifest import NO_MASK
 from videodirector_cli.project.params import MaskParams
 from videodirector_cli.project.paths import ProjectPaths
@@ -170,9 +170,13 @@ def run_mask(project: Project, request: MaskRequest, output: Output) -> StageOut
         try:
             _write_set(staging, masks, frames, _preview_fps(project))
             inputs = lineage.inputs_for(project.manifest, ["frames"])
-            with project.stage(("masks", None), params=params, inputs=inputs) as run:
+            with project.stage(
+                ("masks", None), params=params, inputs=inputs, keep_previous=True
+            ) as run:
                 replace_dir(staging, project.paths.masks_dir)
-                masks_hash = hash_files(project.paths.mask_files(info.count))
+                written = project.paths.mask_files(info.count)
+                project.file_index.remember(written)
+                masks_hash = project.file_index.combined(written)
                 run.record.outputs["masks"] = masks_hash
                 run.record.metrics.update(
                     coverage=coverage,

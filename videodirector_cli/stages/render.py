@@ -7,6 +7,7 @@ recorded with the hashes it was made from, so `vdir status` shows it stale once 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from videodirector_cli.media.frames import read_frames, write_png
 from videodirector_cli.media.sheet import contact_sheet, overlay_mask, side_by_side
 from videodirector_cli.output import Output
 from videodirector_cli.project import lineage
+from videodirector_cli.project.atomic import move_into_place, staging_dir
 from videodirector_cli.project.fingerprint import hash_file
 from videodirector_cli.project.manifest import stage_state
 from videodirector_cli.project.params import RenderParams
@@ -108,7 +110,11 @@ def run_render(project: Project, request: RenderRequest, output: Output) -> Stag
         source = _source_clip(project)
         names = list(request.names) or done_edits(project, output) or [SOURCE]
         if request.out is not None and len(names) != 1:
-            raise UsageError("--out needs exactly one NAME")
+            raise UsageError(
+                f"--out writes one video, and there are {len(names)} edits to render "
+                f"({', '.join(names)})",
+                hint="name one: vdir render NAME --out FILE.mp4",
+            )
         clips = [source if n == SOURCE else _edit_clip(project, n) for n in names]
         masks = _masks(project, output) if request.compare else None
         rendered = []
@@ -135,8 +141,8 @@ def _render_one(
     if request.compare and len(panels) < 2:
         output.warn(f"nothing to compare {clip.name!r} with (no masks, no edit): plain render only")
     compare = len(panels) >= 2
-    video = renders / f"{clip.name}.mp4"
-    compare_video = renders / f"{clip.name}_compare.mp4"
+    video = project.paths.render_file(clip.name, ".mp4")
+    compare_video = project.paths.render_file(f"{clip.name}_compare", ".mp4")
     if request.out is not None:
         if compare:
             compare_video = request.out
@@ -146,21 +152,33 @@ def _render_one(
     keys = list(clip.input_keys) + (["masks"] if compare else [])
     inputs = lineage.inputs_for(manifest, keys, use_masks=masks is not None)
     params = RenderParams(crf=request.crf, compare=compare, fps=fps, out=str(request.out or ""))
-    with project.stage(("renders", clip.name), params, inputs, total=2 if compare else 1) as run:
-        written = {"video": video, "sheet": video.with_suffix(".png")}
-        write_mp4(video, clip.frames, fps=fps, crf=request.crf)
-        write_png(written["sheet"], _sheet(clip.frames, SHEET_COLUMNS))
-        if compare:
-            joined = side_by_side(panels)
-            written["compare"] = compare_video
-            written["compare_sheet"] = compare_video.with_suffix(".png")
-            run.checkpoint(1)
-            write_mp4(compare_video, joined, fps=fps, crf=request.crf)
-            write_png(written["compare_sheet"], _sheet(joined, COMPARE_SHEET_COLUMNS))
-        for key, path in written.items():
-            run.record.outputs[key] = hash_file(path)
-        height, width = clip.frames.shape[1:3]
-        run.record.metrics.update({"frames": len(clip.frames), "width": width, "height": height})
+    written = {"video": video, "sheet": video.with_suffix(".png")}
+    if compare:
+        written["compare"] = compare_video
+        written["compare_sheet"] = compare_video.with_suffix(".png")
+    renders.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(renders)
+    staged = {key: staging / f"{key}{path.suffix}" for key, path in written.items()}
+    try:
+        with project.stage(("renders", clip.name), params, inputs, total=len(written) // 2) as run:
+            # Every file is made in the staging folder first: a failure (a full disk) leaves
+            # neither a half set nor unrecorded files in renders/.
+            write_mp4(staged["video"], clip.frames, fps=fps, crf=request.crf)
+            write_png(staged["sheet"], _sheet(clip.frames, SHEET_COLUMNS))
+            if compare:
+                joined = side_by_side(panels)
+                run.checkpoint(1)
+                write_mp4(staged["compare"], joined, fps=fps, crf=request.crf)
+                write_png(staged["compare_sheet"], _sheet(joined, COMPARE_SHEET_COLUMNS))
+            for key, path in written.items():
+                run.record.outputs[key] = hash_file(staged[key])
+                move_into_place(staged[key], path)
+            height, width = clip.frames.shape[1:3]
+            run.record.metrics.update(
+                {"frames": len(clip.frames), "width": width, "height": height}
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {
         "name": clip.name,
         "frames": len(clip.frames),

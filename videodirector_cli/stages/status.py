@@ -7,14 +7,18 @@ process runs and right after one was killed (its 'running' record then reads 'in
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from videodirector_cli.project import lineage
 from videodirector_cli.project.fingerprint import short
 from videodirector_cli.project.manifest import StageRecord, changed_inputs, stage_state
+from videodirector_cli.project.readers import edit_problem, frames_problem, masks_problem
 from videodirector_cli.project.store import Project
+from videodirector_cli.stages.common import inversion_problem
 
 
 @dataclass
@@ -26,6 +30,8 @@ class StageRow:
     record: StageRecord | None
     changed: list[str]
     """For a stale record: the inputs that changed since it ran (lineage names)."""
+    damage: str | None = None
+    """For a damaged record: which of its files is missing or changed."""
 
     def as_dict(self) -> dict[str, Any]:
         record = self.record
@@ -38,7 +44,7 @@ class StageRow:
             "state": self.state,
             "progress": progress,
             "metrics": dict(record.metrics) if record is not None else {},
-            "message": record.message if record is not None else None,
+            "message": self.damage or (record.message if record is not None else None),
             "changed": self.changed,
             "started_at": record.started_at.isoformat() if record is not None else None,
             "finished_at": (
@@ -52,18 +58,30 @@ def stage_rows(project: Project) -> list[StageRow]:
     now = lineage.current_inputs(manifest)
     locked = project.locked_by_someone
 
-    def row(stage: str, key: str | None, record: StageRecord | None) -> StageRow:
+    def row(
+        stage: str, key: str | None, record: StageRecord | None, check: Callable[[], str | None]
+    ) -> StageRow:
         running = locked or (
             stage == "edit" and key is not None and project.record_running("edits", key)
         )
         state = stage_state(record, now, running)
         changed = changed_inputs(record, now) if record is not None and state == "stale" else []
-        return StageRow(stage, key, state, record, changed)
+        damage = check() if state in ("done", "stale") else None
+        if damage is not None:
+            state = "damaged"
+        return StageRow(stage, key, state, record, changed, damage)
 
-    rows = [row("frames", None, manifest.frames), row("masks", None, manifest.masks)]
-    rows += [row("inversion", key, rec) for key, rec in manifest.inversions.items()]
-    rows += [row("edit", name, rec) for name, rec in manifest.edits.items()]
-    rows += [row("render", name, rec) for name, rec in manifest.renders.items()]
+    rows = [
+        row("frames", None, manifest.frames, lambda: frames_problem(project)),
+        row("masks", None, manifest.masks, lambda: masks_problem(project)),
+    ]
+    for key, inversion in manifest.inversions.items():
+        rows.append(
+            row("inversion", key, inversion, partial(inversion_problem, project, key, inversion))
+        )
+    for name, edit in manifest.edits.items():
+        rows.append(row("edit", name, edit, partial(edit_problem, project, name, edit)))
+    rows += [row("render", name, rec, lambda: None) for name, rec in manifest.renders.items()]
     return rows
 
 
@@ -81,13 +99,20 @@ def next_step(project: Project, rows: list[StageRow]) -> tuple[str | None, str]:
         what = ", ".join(_label(r) for r in running)
         return None, f"{what} is running in another vdir process; wait for it to finish"
     if frames.state != "done":
+        if frames.state == "damaged":
+            video = manifest.source.path if manifest.source is not None else "VIDEO"
+            folder = shlex.quote(str(project.paths.root))
+            return (
+                f"vdir init {shlex.quote(video)} {folder} --force",
+                f"{frames.damage}: extract them again (the project starts over)",
+            )
         video = manifest.source.path if manifest.source is not None else "VIDEO"
         folder = shlex.quote(str(project.paths.root))
         return (
             f"vdir init {shlex.quote(video)} {folder} --force",
             f"the frames are {frames.state}: start the project over",
         )
-    if masks.state in ("interrupted", "failed", "stale"):
+    if masks.state in ("interrupted", "failed", "stale", "damaged"):
         return "vdir mask", f"the masks are {masks.state}: make them again (same options as before)"
 
     inversions = by_stage.get("inversion", [])
@@ -97,12 +122,14 @@ def next_step(project: Project, rows: list[StageRow]) -> tuple[str | None, str]:
         if any(r.state == "interrupted" for r in chosen):
             return "vdir invert", "the inversion was interrupted: the same command resumes it"
         why = "no usable inversion yet" if not chosen else f"the inversion is {chosen[0].state}"
+        if chosen and chosen[0].damage:
+            why = f"{chosen[0].damage}: the same command makes the changed steps again"
         if masks.state == "missing":
             why += "; optionally run 'vdir mask' first to confine the edit to an object"
         return "vdir invert", why
 
     edits = by_stage.get("edit", [])
-    redo = [r for r in edits if r.state in ("interrupted", "failed", "stale")]
+    redo = [r for r in edits if r.state in ("interrupted", "failed", "stale", "damaged")]
     if redo:
         return (
             "vdir edit",
@@ -135,7 +162,7 @@ def project_status(project: Project) -> dict[str, Any]:
     source = manifest.source
     return {
         "project": str(project.paths.root.resolve()),
-        "schema_version": manifest.schema_version,
+        "manifest_schema_version": manifest.schema_version,
         "prompt": manifest.prompt,
         "source": None
         if source is None
@@ -173,7 +200,13 @@ def render_table(status: dict[str, Any]) -> Any:
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for column in ("stage", "state", "progress", "details"):
         table.add_column(column)
-    styles = {"done": "green", "stale": "yellow", "interrupted": "red", "failed": "red"}
+    styles = {
+        "done": "green",
+        "stale": "yellow",
+        "damaged": "red",
+        "interrupted": "red",
+        "failed": "red",
+    }
     for row in status["stages"]:
         label = row["stage"] if row["key"] is None else f"{row['stage']} {_short_key(row)}"
         progress = row["progress"]
