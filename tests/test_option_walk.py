@@ -53,6 +53,7 @@ ACCEPTED: dict[tuple[str, str], dict[str, str]] = {
     ("edit", "--tau-c"): {"zero": "cross-attention control for no step: a valid ablation"},
     ("edit", "--blend-dilate"): {"zero": "no dilation of the blend mask"},
     ("eval", "--dilate"): {"zero": "no dilation of the mask"},
+    ("report", "--dilate"): {"zero": "no dilation of the mask (as vdir eval)"},
     ("render", "--crf"): {"zero": "crf 0 is lossless H.264"},
     ("mask", "--frame"): {"zero": "frame 0 is the first frame (the default)"},
     ("demo", "--inner-steps"): {"zero": "0 Adam updates: plain DDIM inversion"},
@@ -123,6 +124,7 @@ def stand_ins(monkeypatch) -> list[str]:
         ("edit", "run_edit"),
         ("render", "run_render"),
         ("evaluate", "run_eval"),
+        ("report", "run_report"),
         ("demo", "run_demo"),
     ):
         monkeypatch.setattr(f"videodirector_cli.stages.{module}.{function}", stand_in(module))
