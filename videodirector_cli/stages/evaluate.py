@@ -59,7 +59,7 @@ def recorded_reconstruction(record_metrics: dict[str, Any]) -> dict[str, Any] | 
         found = _capped(report["optimised"].get("psnr"))
         if found is not None:
             plain = report.get("plain_ddim")
-            found_numbers = {
+            found_numbers: dict[str, Any] = {
                 "reconstruction_psnr": found,
                 "plain_ddim_psnr": _capped(plain.get("psnr")) if isinstance(plain, dict) else None,
                 "vae_psnr": _capped(report.get("vae_psnr")),
@@ -153,7 +153,7 @@ def reconstruction_psnr(
             f"inversion {key[:12]} decodes to frames of another size than the project's",
             hint="run vdir invert again",
         )
-    found = {
+    found: dict[str, Any] = {
         "key": key,
         "reconstruction_psnr": _round(metrics.psnr(frames, source)),
         "from": "decoded",
