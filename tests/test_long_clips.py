@@ -139,7 +139,7 @@ def test_edit_render_and_eval_of_the_40_frame_clip(inverted, tmp_path):
     seam = numbers["edits"][0]["seam_score"]
     assert seam["edit"] is not None and seam["edit"] > 0 and seam["source"] is not None
     assert numbers["inversions"][0]["seam_score"]["reconstruction"] is not None
-    assert "seam score" in _vdir(root, "eval").stdout
+    assert "seam score" in _vdir(root, "eval").output
 
 
 @pytest.mark.slow
