@@ -232,3 +232,16 @@ def test_init_warns_when_the_default_model_needs_windows(tmp_path):
     assert long_clip_note(32, limits) is None
     note = long_clip_note(64, limits)
     assert note is not None and "5 windows of 16 frames" in note
+
+
+def test_vdir_init_of_40_frames_says_that_windows_will_be_used(tmp_path):
+    from _helpers_media import make_video
+
+    video = make_video(tmp_path / "clip.mp4", frames=44)
+    runner = CliRunner()
+    args = ["init", str(video), str(tmp_path / "p"), "--frames", "40", "--size", "64"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "3 windows of 16 frames" in result.stderr
+    short = runner.invoke(app, ["init", str(video), str(tmp_path / "q"), "--frames", "16"])
+    assert short.exit_code == 0 and "windows" not in short.stderr

@@ -58,11 +58,6 @@ def check_destination(folder: Path, force: bool) -> bool:
 def run_init(folder: Path, request: InitRequest, output: Output) -> StageOutcome:
     """`vdir init`: the one stage that makes its project, so it takes the folder."""
     request.check()
-    from videodirector_cli.diffusion.windows import default_model_limits, long_clip_note
-
-    note = long_clip_note(request.frames, default_model_limits())
-    if note is not None:
-        output.warn(note)
     choice = request.frame_choice()
     target = parse_size(request.size)
     fit = check_fit(request.fit)
@@ -78,6 +73,11 @@ def run_init(folder: Path, request: InitRequest, output: Output) -> StageOutcome
         )
     for warning in clip.warnings:
         output.warn(warning)
+    from videodirector_cli.diffusion.windows import default_model_limits, long_clip_note
+
+    note = long_clip_note(clip.frames.shape[0], default_model_limits())
+    if note is not None:
+        output.warn(note)
     source = _source_info(Path(request.video), clip, choice, target, fit)
 
     existed_before = folder.exists()
