@@ -190,7 +190,7 @@ class STDG:
         return total * size_factor(self.latent_size)
 
     def _temporal_term(
-        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None
+        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None = None
     ) -> torch.Tensor:
         """current/reference: (H*W, heads, F, F) for one video."""
         import torch
@@ -209,7 +209,7 @@ class STDG:
         return term
 
     def _key_term(
-        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None
+        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None = None
     ) -> torch.Tensor:
         """current/reference: (F, H*W, C) keys for one video."""
         import torch
