@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from benchmarks.quality_cases import Case
     from videodirector_cli.diffusion.components import DiffusionModel
     from videodirector_cli.diffusion.trajectory import StoredInversion
+    from videodirector_cli.diffusion.windows import WindowPlan
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,10 @@ class Inverted:
     """Share of the steps where the bound acted."""
     stdg_ratio_max: float = 0.0
     """Largest ratio before the bound."""
+    windows: WindowPlan | None = None
+    """The clip's temporal windows (diffusion/windows.py; one window up to the encodings)."""
+    recon_seam: float | None = None
+    """Seam score of the reconstruction (None with one window)."""
 
 
 def _masks_tensor(masks: np.ndarray) -> torch.Tensor:
@@ -175,7 +180,7 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
     from videodirector_cli.diffusion.schedule import Schedule
     from videodirector_cli.diffusion.stdg import STDG
     from videodirector_cli.diffusion.trajectory import StoredInversion, TrajectoryStep
-    from videodirector_cli.diffusion.unet_call import predict_noise
+    from videodirector_cli.diffusion.windows import motion_limits, resolve_plan, windowed_noise
 
     target = "background" if case.kind == "background" else "foreground"
     invert_settings = settings.inversion(kind, target)
@@ -186,17 +191,24 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
     clean = encode_frames(model, case.source.frames)
     cond, empty = encode_prompts(model, [case.source_prompt, ""]).to(torch.float32).split(1)
     frames = clean.shape[2]
-    pivots = ddim_invert(model.unet, schedule, clean, cond, counter=counter)
+    windows = resolve_plan(motion_limits(model.unet), frames, None, None)
+    pivots = ddim_invert(model.unet, schedule, clean, cond, counter=counter, windows=windows)
     trajectory: list[TrajectoryStep] = []
     if kind == "ddim":
         latent = pivots[-1]
         with torch.no_grad():
             for index, timestep in enumerate(schedule.timesteps):
-                eps_u = predict_noise(
-                    model.unet, latent, timestep, empty, counter=counter, purpose="ddim-trajectory"
-                )
-                eps_c = predict_noise(
-                    model.unet, latent, timestep, cond, counter=counter, purpose="ddim-trajectory"
+                eps_u, eps_c = (
+                    windowed_noise(
+                        model.unet,
+                        latent,
+                        timestep,
+                        text,
+                        windows,
+                        counter=counter,
+                        purpose="ddim-trajectory",
+                    )
+                    for text in (empty, cond)
                 )
                 nxt = schedule.denoise_step(latent, classifier_free(eps_u, eps_c, scale), index)
                 trajectory.append(TrajectoryStep(index, timestep, empty, latent, nxt))
@@ -224,6 +236,7 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
             stdg=stdg,
             counter=counter,
             null_is_prompt=null_is_prompt,
+            windows=windows,
         )
     stored = StoredInversion.from_steps(
         f"bench-{case.seed}-{kind}", list(schedule.timesteps), pivots, trajectory
@@ -240,7 +253,15 @@ def invert(model: DiffusionModel, case: Case, kind: str, settings: MethodSetting
         stdg_applied=float(np.mean([s.applied_ratio for s in trajectory])),
         stdg_bounded=float(np.mean([s.bounded for s in trajectory])),
         stdg_ratio_max=max(s.guidance_ratio for s in trajectory),
+        windows=windows,
+        recon_seam=_seam(reconstruction, windows),
     )
+
+
+def _seam(frames: np.ndarray, windows: WindowPlan | None) -> float | None:
+    if windows is None or windows.single:
+        return None
+    return metrics.seam_score(frames, windows.boundaries())
 
 
 def edit(
@@ -261,7 +282,12 @@ def edit(
         inverted.guidance_scale,
     )
     outcome = run_edit_path(
-        model, inverted.stored, plan, masks=_masks_tensor(case.edit_region), counter=counter
+        model,
+        inverted.stored,
+        plan,
+        masks=_masks_tensor(case.edit_region),
+        counter=counter,
+        windows=inverted.windows,
     )
     frames = decode_latents(model, outcome.latents)
     seconds = time.perf_counter() - started
@@ -269,6 +295,8 @@ def edit(
         "edit_seconds": seconds,
         "edit_forward_equivalents": counter.forward_equivalents,
         "controls_applied": dict(outcome.applied),
+        "seam_score": _seam(frames, inverted.windows),
+        "recon_seam_score": inverted.recon_seam,
     }
 
 

@@ -15,6 +15,8 @@ model hubs; these are their weight-free stand-ins:
   score = 1 - mean absolute error / 255 (1.0 for a static clip; lower means jumpier).
 * ``frame_difference``: mean absolute change between consecutive frames / 255 (flicker plus
   motion); compare an edit with its source, not with a fixed threshold.
+* ``seam_score``: for clips made through temporal windows, the mean frame-to-frame change at the
+  window boundaries over the mean change elsewhere (1.0: no visible seam).
 """
 
 from __future__ import annotations
@@ -181,3 +183,23 @@ def smoothness(frames: np.ndarray) -> dict[str, float | None]:
         "interpolation_smoothness": interpolation_smoothness(frames) if count >= 3 else None,
         "frame_difference": frame_difference(frames) if count >= 2 else None,
     }
+
+
+def seam_score(frames: np.ndarray, boundaries: list[int]) -> float | None:
+    """Mean absolute change of the transitions f-1 -> f for f in ``boundaries`` over the mean
+    of every other transition. 1.0 means a seam changes the picture no more than an ordinary
+    frame step; above 1 a seam shows. None when there is no boundary or nothing else to compare
+    with, or the clip does not change between frames away from the seams."""
+    _check_clip(frames, "seam_score")
+    clip = _as_float(frames)
+    change = np.abs(np.diff(clip, axis=0)).mean(axis=(1, 2, 3))  # change[f - 1]: f-1 -> f
+    at = np.zeros(change.shape[0], dtype=bool)
+    for frame in boundaries:
+        if 0 < frame < clip.shape[0]:
+            at[frame - 1] = True
+    if not at.any() or at.all():
+        return None
+    elsewhere = float(change[~at].mean())
+    if elsewhere == 0.0:
+        return None
+    return float(change[at].mean()) / elsewhere

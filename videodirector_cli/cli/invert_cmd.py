@@ -70,6 +70,10 @@ def invert(
     stdg_max_ratio: float = setting(STDGSettings, "max_ratio"),
     mask: str = setting(InvertSettings, "mask"),
     seed: int = setting(InvertSettings, "seed"),
+    window: int | None = setting(InvertSettings, "window", default=None, show_default=False),
+    window_overlap: int | None = setting(
+        InvertSettings, "window_overlap", default=None, show_default=False
+    ),
     no_report: bool = setting(InvertSettings, "report", default=False),
     model: ModelOpt = None,
     motion_adapter: MotionAdapterOpt = None,
@@ -117,6 +121,8 @@ def invert(
         ),
         mask=mask,
         seed=seed,
+        window=window,
+        window_overlap=window_overlap,
         report=not no_report,
     )
     choice = ModelChoice(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.attention.seq_align import TokenMapping
     from videodirector_cli.diffusion.components import DiffusionModel
     from videodirector_cli.diffusion.trajectory import StoredInversion
+    from videodirector_cli.diffusion.windows import WindowPlan
     from videodirector_cli.settings.edit import EditSettings
 
 StepCallback = Callable[[int, "torch.Tensor"], None]
@@ -117,15 +118,19 @@ def run_edit_path(
     masks: torch.Tensor | None = None,
     counter: PassCounter | None = None,
     callback: StepCallback | None = None,
+    windows: WindowPlan | None = None,
 ) -> EditRun:
-    """The editing loop. ``masks``: (F, H, W) bool foreground at frame (or any) resolution."""
+    """The editing loop. ``masks``: (F, H, W) bool foreground at frame (or any) resolution.
+    ``windows``: the inversion's temporal windows (each window's four rows in one call; the
+    controls see the window's frames and masks)."""
     import torch
 
     from videodirector_cli.diffusion.attention.controller import edit_attention
     from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
     from videodirector_cli.diffusion.prompts import encode_prompts
     from videodirector_cli.diffusion.schedule import Schedule
-    from videodirector_cli.diffusion.unet_call import batch_embeddings, predict_noise
+    from videodirector_cli.diffusion.unet_call import batch_embeddings
+    from videodirector_cli.diffusion.windows import windowed_noise
 
     schedule = Schedule.from_scheduler(model.scheduler, stored.steps)
     if list(schedule.timesteps) != [int(t) for t in stored.timesteps]:
@@ -163,13 +168,15 @@ def run_edit_path(
             null = step.null.to(device=device, dtype=torch.float32)
             sample = torch.cat([latent, latent, reconstruction, reconstruction])
             context = batch_embeddings([null, edit_emb[None], null, source_emb[None]], frames)
-            eps = predict_noise(
+            eps = windowed_noise(
                 model.unet,
                 sample,
                 schedule.timesteps[index],
                 context,
+                windows,
                 counter=counter,
                 purpose="edit",
+                before_window=controller.set_window,
             )
             assert eps is not None  # a full forward always returns eps
             guidance = step.guidance

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from videodirector_cli.diffusion.cfg import apply_guidance, classifier_free
 from videodirector_cli.diffusion.passes import PassCounter
 from videodirector_cli.diffusion.schedule import Schedule
-from videodirector_cli.diffusion.unet_call import predict_noise
+from videodirector_cli.diffusion.windows import WindowPlan, windowed_noise
 
 if TYPE_CHECKING:
     import torch
@@ -64,12 +64,13 @@ def ddim_invert(
     clean: torch.Tensor,
     cond: torch.Tensor,
     counter: PassCounter | None = None,
+    windows: WindowPlan | None = None,
 ) -> torch.Tensor:
     """DDIM inversion with the source prompt, conditional branch only (guidance 1)."""
 
     def noise(latent: torch.Tensor, timestep: int) -> torch.Tensor:
-        return predict_noise(
-            unet, latent, timestep, cond, counter=counter, purpose="ddim-inversion"
+        return windowed_noise(
+            unet, latent, timestep, cond, windows, counter=counter, purpose="ddim-inversion"
         )
 
     return invert(noise, schedule, clean)
@@ -85,14 +86,19 @@ def sample_cfg(
     guidance: Sequence[torch.Tensor | None] | None = None,
     counter: PassCounter | None = None,
     purpose: str = "sample",
+    windows: WindowPlan | None = None,
 ) -> torch.Tensor:
     """Denoise with CFG: one null for every step or one per step, plus optional stored STDG
     guidance per step. With the stored nulls and guidance of an inversion this retraces it."""
 
     def noise(latent: torch.Tensor, timestep: int, index: int) -> torch.Tensor:
         null: torch.Tensor = nulls[index] if isinstance(nulls, (list, tuple)) else nulls  # type: ignore[assignment]
-        eps_u = predict_noise(unet, latent, timestep, null, counter=counter, purpose=purpose)
-        eps_c = predict_noise(unet, latent, timestep, cond, counter=counter, purpose=purpose)
+        eps_u = windowed_noise(
+            unet, latent, timestep, null, windows, counter=counter, purpose=purpose
+        )
+        eps_c = windowed_noise(
+            unet, latent, timestep, cond, windows, counter=counter, purpose=purpose
+        )
         eps = classifier_free(eps_u, eps_c, scale)
         step_guidance = guidance[index] if guidance is not None else None
         return apply_guidance(eps, step_guidance, schedule.noise_scale(index))

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.components import DiffusionModel
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.schedule import Schedule
+    from videodirector_cli.diffusion.windows import WindowPlan
 
 
 def reconstruction_report(
@@ -26,6 +27,7 @@ def reconstruction_report(
     guidance_scale: float,
     frames: np.ndarray,
     counter: PassCounter | None = None,
+    windows: WindowPlan | None = None,
 ) -> dict[str, Any]:
     """The optimised inversion's end latent vs plain DDIM inversion sampled back with the same
     CFG and the negative prompt's embedding as the null (``empty``), and the VAE's own round
@@ -45,13 +47,15 @@ def reconstruction_report(
         guidance_scale,
         counter=counter,
         purpose="report",
+        windows=windows,
     )
     optimised = optimised.to(device)
     ceiling = decode_latents(model, clean)
+    decoded = decode_latents(model, optimised)
     report: dict[str, Any] = {
         "optimised": {
             "latent_mse": float(((optimised - clean) ** 2).mean()),
-            "psnr": metrics.psnr(decode_latents(model, optimised), frames),
+            "psnr": metrics.psnr(decoded, frames),
         },
         "plain_ddim": {
             "latent_mse": float(((plain - clean) ** 2).mean()),
@@ -60,6 +64,11 @@ def reconstruction_report(
         "vae_psnr": metrics.psnr(ceiling, frames),
         "guidance_scale": guidance_scale,
     }
+    if windows is not None and not windows.single:
+        report["seam_score"] = {
+            "reconstruction": metrics.seam_score(decoded, windows.boundaries()),
+            "source": metrics.seam_score(frames, windows.boundaries()),
+        }
     opt_mse, plain_mse = report["optimised"]["latent_mse"], report["plain_ddim"]["latent_mse"]
     report["improvement"] = plain_mse / opt_mse if opt_mse else None
     return report

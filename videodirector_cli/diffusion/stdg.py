@@ -47,6 +47,7 @@ from videodirector_cli.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+    from videodirector_cli.diffusion.windows import WindowPlan
     from videodirector_cli.settings.invert import STDGSettings
 
 
@@ -158,8 +159,11 @@ class STDG:
         )
 
     # loss -------------------------------------------------------------------------------------
-    def loss(self, current: Features, reference: Features) -> torch.Tensor:
-        """The weighted STDG loss of ``current`` against ``reference`` (a 0-dim tensor)."""
+    def loss(
+        self, current: Features, reference: Features, window: slice | None = None
+    ) -> torch.Tensor:
+        """The weighted STDG loss of ``current`` against ``reference`` (a 0-dim tensor);
+        ``window``: the clip's frames the features hold (None: all)."""
         import torch
 
         any_feature = next(iter({**current.temporal, **current.keys}.values()))
@@ -168,7 +172,9 @@ class STDG:
         if self.uses_temporal:
             total = total + weighted_layer_mean(
                 [
-                    self._temporal_term(current.temporal[x.name], reference.temporal[x.name])
+                    self._temporal_term(
+                        current.temporal[x.name], reference.temporal[x.name], window
+                    )
                     for x in self._temporal_layers
                 ],
                 [weight_of[x.block] for x in self._temporal_layers],
@@ -176,14 +182,16 @@ class STDG:
         if self.uses_keys:
             total = total + weighted_layer_mean(
                 [
-                    self._key_term(current.keys[x.name], reference.keys[x.name])
+                    self._key_term(current.keys[x.name], reference.keys[x.name], window)
                     for x in self._key_layers
                 ],
                 [weight_of[x.block] for x in self._key_layers],
             )
         return total * size_factor(self.latent_size)
 
-    def _temporal_term(self, current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def _temporal_term(
+        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None = None
+    ) -> torch.Tensor:
         """current/reference: (H*W, heads, F, F) for one video."""
         import torch
 
@@ -192,7 +200,7 @@ class STDG:
         index = reference.topk(k, dim=-1).indices
         diff = (current.float().gather(-1, index) - reference.float().gather(-1, index)) ** 2
         diff = diff.sum(dim=(1, 3))  # (pixels, query frames)
-        fg, bg = self._masks_at(pixels, frames)
+        fg, bg = self._masks_at(pixels, frames, window)
         term = torch.zeros((), dtype=torch.float32, device=diff.device)
         for coef, mask in ((self.coef["eta_f"], fg), (self.coef["eta_b"], bg)):
             rows = mask.T.to(diff.device)  # (pixels, frames)
@@ -200,12 +208,14 @@ class STDG:
                 term = term + coef * (diff * rows).sum() / (rows.sum() * heads * k)
         return term
 
-    def _key_term(self, current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def _key_term(
+        self, current: torch.Tensor, reference: torch.Tensor, window: slice | None = None
+    ) -> torch.Tensor:
         """current/reference: (F, H*W, C) keys for one video."""
         import torch
 
         frames, pixels, _ = reference.shape
-        fg, bg = self._masks_at(pixels, frames)
+        fg, bg = self._masks_at(pixels, frames, window)
         term = torch.zeros((), dtype=torch.float32, device=current.device)
         for coef, mask in ((self.coef["zeta_f"], fg), (self.coef["zeta_b"], bg)):
             if coef == 0:
@@ -221,20 +231,28 @@ class STDG:
             term = term + coef * ((cur - ref) / scale).pow(2).mean()
         return term
 
-    def _masks_at(self, pixels: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(foreground, background), each (F, pixels) bool, at the layer whose size is ``pixels``."""
+    def _masks_at(
+        self, pixels: int, frames: int, window: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(foreground, background), each (frames, pixels) bool, at the layer whose size is
+        ``pixels``, for the clip's frames in ``window`` (None: all of them)."""
         import torch
         import torch.nn.functional as F
 
         size = layer_size(self.latent_size, pixels)
+        if self.masks is None:
+            fg = torch.ones((frames, size[0] * size[1]), dtype=torch.bool)
+            return fg, ~fg
         if size not in self._mask_cache:
-            if self.masks is None:
-                fg = torch.ones((frames, size[0] * size[1]), dtype=torch.bool)
-            else:
-                area = F.interpolate(self.masks.float().unsqueeze(1), size=size, mode="area")
-                fg = (area.squeeze(1) >= 0.5).reshape(frames, -1)
-            self._mask_cache[size] = (fg, ~fg)
-        return self._mask_cache[size]
+            area = F.interpolate(self.masks.float().unsqueeze(1), size=size, mode="area")
+            full = (area.squeeze(1) >= 0.5).reshape(self.masks.shape[0], -1)
+            self._mask_cache[size] = (full, ~full)
+        fg, bg = self._mask_cache[size]
+        if window is not None:
+            fg, bg = fg[window], bg[window]
+        if fg.shape[0] != frames:
+            raise ValueError(f"masks for {fg.shape[0]} frames, features of {frames}")
+        return fg, bg
 
     # guidance ---------------------------------------------------------------------------------
     def guidance(
@@ -253,14 +271,59 @@ class STDG:
             return torch.zeros_like(latent, dtype=torch.float32), 0.0
         if reference is None:
             reference = self.reference(pivot, timestep, cond)
+        return self._gradient(latent, timestep, cond, reference, None)
+
+    def _gradient(
+        self,
+        latent: torch.Tensor,
+        timestep: int,
+        cond: torch.Tensor,
+        reference: Features,
+        window: slice | None,
+    ) -> tuple[torch.Tensor, float]:
+        import torch
+
         current_latent = latent.detach().to(torch.float32).requires_grad_(True)
         with torch.enable_grad():
             current = self.features(current_latent, timestep, cond, "stdg")
-            loss = self.loss(current, reference)
+            loss = self.loss(current, reference, window)
             (grad,) = torch.autograd.grad(loss, current_latent)
         if self.counter is not None:
             self.counter.add_backward(fraction=self.last_fraction, purpose="stdg")
         return grad.detach(), float(loss.detach())
+
+    def windowed_guidance(
+        self,
+        latent: torch.Tensor,
+        pivot: torch.Tensor,
+        timestep: int,
+        cond: torch.Tensor,
+        plan: WindowPlan | None,
+    ) -> tuple[torch.Tensor, float]:
+        """``guidance`` through the windows of ``plan`` (one window or None: exactly
+        ``guidance``). Each window's loss reads its own frames and masks and is differentiated
+        alone, so one window's activations are alive at a time; the gradients are blended with
+        the plan's weights (a frame inside one window gets that window's G) and the loss is the
+        mean over windows."""
+        import torch
+
+        from videodirector_cli.diffusion.windows import blend, slice_embeddings
+
+        if plan is None or plan.single:
+            return self.guidance(latent, pivot, timestep, cond)
+        if not self.active or torch.equal(latent, pivot):
+            return torch.zeros_like(latent, dtype=torch.float32), 0.0
+        losses: list[float] = []
+        batch, frames = latent.shape[0], latent.shape[2]
+
+        def one(part: slice) -> torch.Tensor:
+            text = slice_embeddings(cond, batch, frames, part)
+            reference = self.reference(pivot[:, :, part], timestep, text)
+            grad, loss = self._gradient(latent[:, :, part], timestep, text, reference, part)
+            losses.append(loss)
+            return grad
+
+        return blend(plan, latent, one), sum(losses) / len(losses)
 
     def loss_at(
         self, latent: torch.Tensor, timestep: int, cond: torch.Tensor, reference: Features

@@ -175,6 +175,18 @@ class InvertSettings(Settings):
         "(the whole frame is foreground, background STDG terms are off).",
     )
     seed: int = Field(0, description="Random seed (for exact reruns).")
+    window: int | None = Field(
+        None,
+        description="Frames per UNet call: a longer clip is seen through overlapping windows "
+        "of this many frames (docs/long-clips.md). Default: the whole clip in one call when the "
+        "motion module's positional encodings cover it, else windows of half their length (16 "
+        "for AnimateDiff, its training length).",
+    )
+    window_overlap: int | None = Field(
+        None,
+        description="Least overlap of neighbouring windows, in frames (default: a quarter of "
+        "the window, 4 of 16).",
+    )
     report: bool = Field(
         True,
         description="Measure the reconstruction (optimised vs plain DDIM inversion) at the end.",
@@ -193,15 +205,32 @@ class InvertSettings(Settings):
             raise UsageError(f"--cfg must be 1 or more, not {self.guidance_scale}")
         in_range("--cfg", self.guidance_scale, 1.0, 100.0)
         in_range("--seed", self.seed, 0, MAX_SEED)
+        if self.window is not None and self.window < 1:
+            raise UsageError(f"--window must be at least 1 frame, not {self.window}")
+        if self.window_overlap is not None and self.window_overlap < 0:
+            raise UsageError(f"--window-overlap must be 0 or more, not {self.window_overlap}")
+        if (
+            self.window is not None
+            and self.window_overlap is not None
+            and self.window_overlap >= self.window
+        ):
+            raise UsageError(
+                f"--window-overlap {self.window_overlap} must be smaller than --window "
+                f"{self.window}"
+            )
         self.null_text.check()
         self.stdg.check()
 
     def shaping(self) -> dict[str, Any]:
         """The settings that determine the result: not --mask (the masks actually used count)
-        nor --no-report, and no STDG coefficients when STDG is off. The default method is left
-        out (keys of inversions made before it existed stay the same); the negative-prompt
-        method drops what it does not use (the null-text settings, the negative prompt)."""
+        nor --no-report, no STDG coefficients when STDG is off, and the window settings only
+        when given (so inversions made before they existed keep their keys). The default method
+        is left out too (same reason); the negative-prompt method drops what it does not use
+        (the null-text settings, the negative prompt)."""
         data = self.model_dump(mode="json", exclude={"mask", "report"})
+        for name in ("window", "window_overlap"):
+            if data[name] is None:
+                del data[name]
         if self.method == "null-text":
             del data["method"]
         else:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.components import DiffusionModel
     from videodirector_cli.diffusion.editing import EditPlan
     from videodirector_cli.diffusion.trajectory import StoredInversion
+    from videodirector_cli.diffusion.windows import WindowPlan
 
 INFO_NAME = "edit.json"
 
@@ -186,13 +187,23 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> StageOut
             _planned_model(request, inversion),
             request.run,
             frames_shape,
+            (inversion.settings.window, inversion.settings.window_overlap),
             steps=inversion.settings.steps,
         )
     model = load_inversion_model(record, request.model, output)
     from videodirector_cli.diffusion.devices import oom_guard
     from videodirector_cli.diffusion.editing import plan_edit
     from videodirector_cli.diffusion.memory import use_plan
+    from videodirector_cli.diffusion.windows import motion_limits, resolve_plan
 
+    windows = resolve_plan(
+        motion_limits(model.unet),
+        info.count,
+        inversion.settings.window,
+        inversion.settings.window_overlap,
+    )
+    if not windows.single:
+        frames_shape = Frames(windows.window, info.height, info.width)
     plan = plan_edit(
         model, inversion.prompt, request.prompt, params.settings, inversion.settings.guidance_scale
     )
@@ -215,7 +226,7 @@ def run_edit(project: Project, request: EditRequest, output: Output) -> StageOut
     ):
         if claimed is None:  # finished by another process meanwhile
             return _up_to_date_result(choose_name(project, request, params)[0], key)
-        outcome = _run_locked(project, output, model, stored, plan, masks, claimed, params)
+        outcome = _run_locked(project, output, model, stored, plan, masks, claimed, params, windows)
         outcome.data["memory"] = memory_plan.name
         return outcome
 
@@ -271,6 +282,7 @@ def _run_locked(
     masks_np: np.ndarray | None,
     name: str,
     params: EditParams,
+    windows: WindowPlan,
 ) -> StageOutcome:
     import torch
 
@@ -301,7 +313,7 @@ def _run_locked(
                 run.checkpoint(index + 1)
 
             outcome = run_edit_path(
-                model, stored, plan, masks=masks, counter=counter, callback=on_step
+                model, stored, plan, masks=masks, counter=counter, callback=on_step, windows=windows
             )
             edit_seconds = time.perf_counter() - started
             frames = _write_edit(staging, project, name, model, outcome.latents)
@@ -311,6 +323,7 @@ def _run_locked(
                 "edit_seconds": round(edit_seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
                 "frames": frames,
+                "windows": windows.as_dict(),
             }
             atomic_write_json(
                 staging / INFO_NAME,

@@ -59,11 +59,14 @@ def recorded_reconstruction(record_metrics: dict[str, Any]) -> dict[str, Any] | 
         found = _capped(report["optimised"].get("psnr"))
         if found is not None:
             plain = report.get("plain_ddim")
-            return {
+            found_numbers: dict[str, Any] = {
                 "reconstruction_psnr": found,
                 "plain_ddim_psnr": _capped(plain.get("psnr")) if isinstance(plain, dict) else None,
                 "vae_psnr": _capped(report.get("vae_psnr")),
             }
+            if isinstance(report.get("seam_score"), dict):
+                found_numbers["seam_score"] = dict(report["seam_score"])
+            return found_numbers
     return None
 
 
@@ -107,6 +110,24 @@ def edit_numbers(
     return numbers
 
 
+def window_boundaries(record_metrics: dict[str, Any]) -> list[int]:
+    """The frames where the inversion's temporal windows begin or end (none for one window)."""
+    windows = record_metrics.get("windows")
+    if isinstance(windows, dict) and isinstance(windows.get("boundaries"), list):
+        return [int(f) for f in windows["boundaries"]]
+    return []
+
+
+def seam_numbers(
+    clip: np.ndarray, source: np.ndarray, boundaries: list[int], what: str
+) -> dict[str, float | None]:
+    """The seam score of ``clip`` and, for comparison, of the source at the same frames."""
+    return {
+        what: _round(metrics.seam_score(clip, boundaries), 4),
+        "source": _round(metrics.seam_score(source, boundaries), 4),
+    }
+
+
 def reconstruction_psnr(
     project: Project, key: str, source: np.ndarray, request: EvalRequest, output: Output
 ) -> dict[str, Any]:
@@ -132,11 +153,15 @@ def reconstruction_psnr(
             f"inversion {key[:12]} decodes to frames of another size than the project's",
             hint="run vdir invert again",
         )
-    return {
+    found: dict[str, Any] = {
         "key": key,
         "reconstruction_psnr": _round(metrics.psnr(frames, source)),
         "from": "decoded",
     }
+    boundaries = window_boundaries(record.metrics)
+    if boundaries:
+        found["seam_score"] = seam_numbers(frames, source, boundaries, "reconstruction")
+    return found
 
 
 # ----------------------------------------------------------------------------- run
@@ -166,6 +191,10 @@ def run_eval(project: Project, request: EvalRequest, output: Output) -> StageOut
         record = done_edit(project, name)
         edited = read_edit_frames(project, name, record)
         numbers = edit_numbers(source, edited, masks, request.dilate)
+        inversion = project.manifest.inversions.get(record.params.inversion)
+        boundaries = window_boundaries(inversion.metrics) if inversion is not None else []
+        if boundaries:
+            numbers["seam_score"] = seam_numbers(edited, source, boundaries, "edit")
         edits.append({"name": name, "inversion": record.params.inversion, **numbers})
     keys = [e["inversion"] for e in edits if e["inversion"]] or ([current] if current else [])
     inversions = []
@@ -213,6 +242,8 @@ def human_report(result: dict[str, Any]) -> str:
             f"{pair(smooth, 'interpolation_smoothness')}; frame difference "
             f"{pair(smooth, 'frame_difference')}"
         )
+        if edit.get("seam_score"):
+            lines.append(_seam_line(edit["seam_score"], "edit"))
     for inversion in result["inversions"]:
         extra = ""
         if inversion.get("plain_ddim_psnr") is not None:
@@ -223,5 +254,17 @@ def human_report(result: dict[str, Any]) -> str:
             f"inversion {inversion['key'][:12]}: reconstruction PSNR "
             f"{_db(inversion['reconstruction_psnr'])} ({inversion['from']}{extra})"
         )
+        if inversion.get("seam_score"):
+            lines.append(_seam_line(inversion["seam_score"], "reconstruction"))
     lines += [f"note: {note}" for note in result["notes"]]
     return "\n".join(lines)
+
+
+def _seam_line(seam: dict[str, Any], what: str) -> str:
+    def show(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"  seam score ({what} / source): {show(seam.get(what))} / {show(seam.get('source'))} "
+        "(change at window boundaries over the change elsewhere; 1.0 = no seam)"
+    )

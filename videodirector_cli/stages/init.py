@@ -87,6 +87,11 @@ def run_init(folder: Path, request: InitRequest, output: Output) -> StageOutcome
         )
     for warning in clip.warnings:
         output.warn(warning)
+    from videodirector_cli.diffusion.windows import default_model_limits, long_clip_note
+
+    note = long_clip_note(clip.frames.shape[0], default_model_limits())
+    if note is not None:
+        output.warn(note)
     source = _source_info(Path(request.video), clip, choice, target, fit)
 
     if replacing:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from videodirector_cli.diffusion.passes import PassCounter
     from videodirector_cli.diffusion.schedule import Schedule
     from videodirector_cli.diffusion.trajectory import TrajectoryStep
+    from videodirector_cli.diffusion.windows import WindowPlan
 
 ALGORITHM_VERSION = 2
 """Bump when the math changes: old inversions then no longer count as up to date."""
@@ -101,7 +102,8 @@ def run_invert(
     )
     shape, work = Frames(info.count, info.height, info.width), invert_work(settings, masks)
     if request.run.plan:
-        planned = plan_outcome("invert", request.model, request.run, shape, **work)
+        asked = (settings.window, settings.window_overlap)
+        planned = plan_outcome("invert", request.model, request.run, shape, asked, **work)
         return InvertOutcome(planned.data, planned.human)
     inputs = _inputs(project, prompt, masks is not None)
     same = _up_to_date(project, params, inputs)
@@ -113,6 +115,7 @@ def run_invert(
     from videodirector_cli.diffusion.memory import use_plan
     from videodirector_cli.diffusion.prompts import check_prompt
     from videodirector_cli.diffusion.stdg import check_blocks
+    from videodirector_cli.diffusion.windows import motion_limits, resolve_plan
     from videodirector_cli.media.frames import read_frames
 
     if model is None:
@@ -128,6 +131,9 @@ def run_invert(
         check_blocks(model.unet, settings.stdg.blocks)
     frames = read_frames(info.files)
     check_frame_size(model, frames.shape[1], frames.shape[2])
+    windows = resolve_plan(
+        motion_limits(model.unet), info.count, settings.window, settings.window_overlap
+    )
     key = inversion_key(params, inputs, model)
     params = params.model_copy(update={"model_identity": dict(model.identity), "key": key})
     if masks is None:
@@ -135,6 +141,9 @@ def run_invert(
             "no mask: the whole frame counts as foreground, so the background STDG terms are off"
             + (" (vdir mask makes one)" if settings.mask == "auto" else "")
         )
+    if not windows.single:
+        output.info(f"temporal windows: {windows.describe()}")
+        shape = Frames(windows.window, info.height, info.width)
     plan, advice = run_plan("invert", model, request.run, shape, output, **work)
     with project.writing("invert"), oom_guard(advice), use_plan(model, plan):
         if request.prompt is not None and project.manifest.prompt != prompt:
@@ -146,7 +155,9 @@ def run_invert(
             project.manifest.current_inversion = key
             project.save()
             return _already_done(project, key)
-        return _run_locked(project, output, model, frames, masks, params, inputs, on_step, plan)
+        return _run_locked(
+            project, output, model, frames, masks, params, inputs, on_step, plan, windows
+        )
 
 
 def _inputs(project: Project, prompt: str, use_masks: bool) -> dict[str, str]:
@@ -203,6 +214,7 @@ def _run_locked(
     inputs: dict[str, str],
     on_step: Any,
     plan: MemoryPlan,
+    windows: WindowPlan,
 ) -> InvertOutcome:
     import torch
 
@@ -232,7 +244,7 @@ def _run_locked(
         cond = encode_prompt(model, params.prompt)
         negative = encode_prompt(model, settings.negative_prompt)
         null_is_prompt = settings.method == "negative-prompt"
-        pivots = _pivots(files, key, schedule, model, frames, cond, counter, output)
+        pivots = _pivots(files, key, schedule, model, frames, cond, counter, output, windows)
         done = files.completed_steps(key)
         files.remove_steps_from(done)
         stored = [files.load_step(i) for i in range(done)]
@@ -253,7 +265,7 @@ def _run_locked(
             stdg = STDG(model.unet, settings.stdg, mask_tensor, tuple(pivots.shape[-2:]), counter)
         latent_hw = (int(pivots.shape[-2]), int(pivots.shape[-1]))
         counter.costs = flops.cost_model(
-            model.unet, frames.shape[0], latent_hw, stdg, plan.checkpointing
+            model.unet, windows.window, latent_hw, stdg, plan.checkpointing
         )
         run.checkpoint(done, **history.metrics())
         with output.progress("inverting", total=steps) as bar:
@@ -281,6 +293,7 @@ def _run_locked(
                 counter=counter,
                 on_step=save,
                 null_is_prompt=null_is_prompt,
+                windows=windows,
             )
         optimised = files.load_step(steps - 1).next_latent
         report = None
@@ -296,6 +309,7 @@ def _run_locked(
                 settings.guidance_scale,
                 frames,
                 counter,
+                windows,
             )
         passes = counter.inversion_report(steps - done)
         metrics = {
@@ -304,6 +318,7 @@ def _run_locked(
             "passes": passes,
             "resumed_from": done if done else None,
             "mask": masks is not None,
+            "windows": windows.as_dict(),
         }
         run.record.outputs["inversion"] = files.content_hash(steps)
         files.save_info(
@@ -322,6 +337,7 @@ def _run_locked(
                     **history.stdg_summary(),
                 },
                 "timesteps": list(schedule.timesteps),
+                "windows": windows.as_dict(),
             }
         )
         run.checkpoint(steps, **metrics)
@@ -345,6 +361,7 @@ def _run_locked(
         "report": report,
         "passes": passes,
         "mask": masks is not None,
+        "windows": windows.as_dict(),
         "resumed_from": done,
     }
     human = human_summary(key, steps, history, report, passes, done)
@@ -360,6 +377,7 @@ def _pivots(
     cond: torch.Tensor,
     counter: PassCounter,
     output: Output,
+    windows: WindowPlan,
 ) -> torch.Tensor:
     from videodirector_cli.diffusion.inversion import ddim_invert
     from videodirector_cli.diffusion.latents import encode_frames
@@ -370,7 +388,7 @@ def _pivots(
             return pivots
     output.info(f"DDIM inversion ({schedule.steps} steps)...")
     clean = encode_frames(model, frames)
-    pivots = ddim_invert(model.unet, schedule, clean, cond, counter).cpu()
+    pivots = ddim_invert(model.unet, schedule, clean, cond, counter, windows).cpu()
     files.remove_steps_from(0)
     files.save_pivots(key, pivots, list(schedule.timesteps))
     return pivots

@@ -57,18 +57,29 @@ def _check_gpu(name: str | None) -> None:
 
 
 def plan_outcome(
-    stage: str, choice: ModelChoice, run: RunChoice, frames: Frames, **work: Any
+    stage: str,
+    choice: ModelChoice,
+    run: RunChoice,
+    frames: Frames,
+    windows: tuple[int | None, int | None] = (None, None),
+    **work: Any,
 ) -> StageOutcome:
     """``vdir invert --plan`` / ``vdir edit --plan``: every memory plan's estimate for this clip,
-    the one ``--memory`` would pick, and nothing loaded or written."""
+    the one ``--memory`` would pick, and nothing loaded or written. ``windows``: the
+    ``--window`` and ``--window-overlap`` asked for; a clip seen through several windows is
+    estimated for one window (its peak), its UNet work and time are the window's x windows."""
     from videodirector_cli.diffusion import estimate, memory
     from videodirector_cli.diffusion.architecture import architecture_for
     from videodirector_cli.diffusion.devices import resolve_device, resolve_dtype
+    from videodirector_cli.diffusion.windows import limits_from_config, resolve_plan
 
     _check_gpu(run.gpu)
     device = resolve_device(choice.device)
     dtype = resolve_dtype(choice.dtype, device)
     arch = architecture_for(choice.model, choice.motion_adapter)
+    window_plan = resolve_plan(limits_from_config(arch.unet), frames.count, *windows)
+    if not window_plan.single:
+        frames = Frames(window_plan.window, frames.height, frames.width)
     plans = estimate.estimate_plans(
         stage, arch, frames.count, frames.height, frames.width, dtype, **work
     )
@@ -86,9 +97,13 @@ def plan_outcome(
         f"{item.work['total']:.0f} forward-equivalents ({item.plan.describe()})"
         for name, item in plans.items()
     ]
-    human = "\n".join(
-        [picked.table(run.gpu), f"  on {device}: --memory {run.memory} -> {why}", *others]
-    )
+    lines = [picked.table(run.gpu), f"  on {device}: --memory {run.memory} -> {why}", *others]
+    if not window_plan.single:
+        lines.append(
+            f"  the clip goes through {window_plan.describe()}: the numbers above are one "
+            f"window's; UNet work and time x {window_plan.count}, peak memory as shown"
+        )
+    human = "\n".join(lines)
     return StageOutcome(
         data={
             "plan": True,
@@ -99,6 +114,7 @@ def plan_outcome(
             "why": why,
             "estimate": picked.as_dict(),
             "plans": {name: item.as_dict() for name, item in plans.items()},
+            "windows": window_plan.as_dict(),
         },
         human=human,
     )

@@ -237,7 +237,12 @@ def _details(metrics: dict[str, Any]) -> str:
     for name, value in metrics.items():
         if isinstance(value, bool) or value is None:
             continue
-        if isinstance(value, (int, float, str)):
+        if name == "windows" and isinstance(value, dict):
+            if value.get("windows", 1) > 1:
+                parts.append(
+                    f"windows={value['windows']}x{value['window']} (overlap {value['overlap']})"
+                )
+        elif isinstance(value, (int, float, str)):
             parts.append(f"{name}={_fmt(value)}")
         elif (
             isinstance(value, list)

@@ -103,6 +103,8 @@ class EditController:
     """(L,) scale per edit-prompt token (None: no reweighting)."""
     step: int = 0
     steps: int = 1
+    window: slice | None = None
+    """The clip's frames the current UNet call holds (None: all of them); set by the loop."""
     applied: Counter[str] = field(default_factory=Counter)
     """How many layer calls each control touched, over the whole edit."""
     _mask_cache: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict, repr=False)
@@ -111,6 +113,17 @@ class EditController:
     def set_step(self, index: int, steps: int) -> None:
         """Called by the sampling loop before each UNet call."""
         self.step, self.steps = index, steps
+
+    def set_window(self, frames: slice | None) -> None:
+        """Called by the windowed UNet call before each window (None: the whole clip again)."""
+        self.window = frames
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per row in the current UNet call."""
+        if self.window is None:
+            return self.frames
+        return len(range(*self.window.indices(self.frames)))
 
     @property
     def sa1_active(self) -> bool:
@@ -128,14 +141,16 @@ class EditController:
 
     # rows -------------------------------------------------------------------------------------
     def check_batch(self, batch: int) -> None:
-        if batch != ROWS * self.frames:
+        if batch != ROWS * self.window_frames:
             raise RuntimeError(
-                f"edit attention expects {ROWS} rows of {self.frames} frames, got batch {batch}"
+                f"edit attention expects {ROWS} rows of {self.window_frames} frames, "
+                f"got batch {batch}"
             )
 
     # masks ------------------------------------------------------------------------------------
     def foreground(self, tokens: int, device: torch.device) -> torch.Tensor | None:
-        """(F, tokens) bool: which positions of a layer lie in the edited region (None: no mask).
+        """(frames, tokens) bool: which positions of a layer lie in the edited region, for the
+        frames of the current window (None: no mask).
 
         The mask is area-averaged to the layer's grid and thresholded at one half.
         """
@@ -148,7 +163,8 @@ class EditController:
                 self.masks.to(torch.float32)[:, None], (h, w)
             )
             self._mask_cache[key] = (soft[:, 0] >= 0.5).reshape(self.frames, h * w).to(device)
-        return self._mask_cache[key]
+        found = self._mask_cache[key]
+        return found if self.window is None else found[self.window]
 
     def note(self, control: str) -> None:
         self.applied[control] += 1
