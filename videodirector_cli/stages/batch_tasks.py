@@ -110,13 +110,14 @@ class RayExecutor:
         self.ray = ray
         self.started_here = False
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 if address == "local":
                     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False)
                     self.started_here = True
                 else:
                     ray.init(address=address, include_dashboard=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, SystemExit) as exc:
                 raise UsageError(
                     f"--ray {address}: cannot join a Ray cluster there ({_last_line(str(exc))})",
                     hint="start one with `ray start --head`, or use --ray local",
@@ -153,6 +154,28 @@ class RayExecutor:
     def close(self) -> None:
         if self.started_here:
             self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse HOST:PORT (or ray://HOST:PORT) at once when nothing listens there: Ray itself
+    retries for minutes before it gives up."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(
+            f"--ray {address}: not an address", hint="use auto, local, HOST:PORT or ray://HOST:PORT"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"--ray {address}: cannot join a Ray cluster there ({exc.strerror or exc})",
+            hint="start one with `ray start --head`, or use --ray local",
+        ) from None
 
 
 def _bound(command: Callable[[Task, str], list[str]], task: Task) -> Callable[[str], list[str]]:
