@@ -53,6 +53,7 @@ ACCEPTED: dict[tuple[str, str], dict[str, str]] = {
     ("edit", "--tau-c"): {"zero": "cross-attention control for no step: a valid ablation"},
     ("edit", "--blend-dilate"): {"zero": "no dilation of the blend mask"},
     ("eval", "--dilate"): {"zero": "no dilation of the mask"},
+    ("invert", "--window-overlap"): {"zero": "no overlap: windows side by side (seams likelier)"},
     ("report", "--dilate"): {"zero": "no dilation of the mask (as vdir eval)"},
     ("render", "--crf"): {"zero": "crf 0 is lossless H.264"},
     ("mask", "--frame"): {"zero": "frame 0 is the first frame (the default)"},

@@ -257,7 +257,7 @@ class Project:
         if record_slot[1] is not None:
             previous = previous.get(record_slot[1])
         before = None
-        if keep_previous and not shared and previous is not None and self.paths.manifest.is_file():
+        if keep_previous and previous is not None and self.paths.manifest.is_file():
             before = self.paths.manifest.read_bytes()
         record = RECORD_TYPES[record_slot[0]].model_validate(
             {
@@ -287,13 +287,13 @@ class Project:
             yield run
         except BaseException as exc:
             error = from_os_error(exc) if isinstance(exc, OSError) else None
-            if before is not None:
+            if before is not None and not shared:
                 with suppress(OSError):
                     atomic_write_bytes(self.paths.manifest, before)
                     self.manifest = read_manifest(self.paths.manifest)
-            elif keep_previous and shared and previous is not None:
+            elif before is not None and previous is not None:
                 with suppress(OSError, LockedError):
-                    self.merge_record(record_slot, previous, FINAL_WAIT_S)
+                    self._restore_shared(record_slot, previous, before)
             elif isinstance(exc, KeyboardInterrupt):
                 record.status = "interrupted"
                 record.message = "interrupted by the user"
@@ -309,6 +309,26 @@ class Project:
         if record.progress is not None:
             record.progress.done = record.progress.total
         persist()
+
+    def _restore_shared(
+        self, slot: tuple[str, str | None], previous: StageRecord, before: bytes
+    ) -> None:
+        """Put a shared record's previous version back: the manifest's old bytes when nobody
+        else changed it meanwhile, else the previous record merged into what is there."""
+        with self.writing("record", wait=FINAL_WAIT_S):
+            self._put(slot, previous)
+            try:
+                old: Manifest | None = Manifest.model_validate_json(before)
+            except ValueError:  # a schema-1 manifest: merge instead
+                old = None
+            unchanged = {"updated_at"}
+            if old is not None and old.model_dump(exclude=unchanged) == self.manifest.model_dump(
+                exclude=unchanged
+            ):
+                atomic_write_bytes(self.paths.manifest, before)
+                self.manifest = old
+            else:
+                self.save()
 
     def _record_failure(
         self, record: StageRecord, exc: BaseException, persist: Callable[[], None]
