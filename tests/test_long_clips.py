@@ -96,9 +96,9 @@ def inverted(tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.mark.slow
-def test_a_40_frame_clip_inverts_through_three_windows(inverted):
+def test_a_40_frame_clip_inverts_through_four_windows(inverted):
     root, data = inverted
-    assert data["windows"]["windows"] == 3 and data["windows"]["starts"] == [0, 12, 24]
+    assert data["windows"]["windows"] == 4 and data["windows"]["starts"] == [0, 8, 16, 24]
     assert len(data["losses"]) == 2 and all(np.isfinite(data["losses"]))
     report = data["report"]
     assert report["optimised"]["psnr"] > 0 and set(report["seam_score"]) == {
@@ -112,13 +112,13 @@ def test_a_40_frame_clip_inverts_through_three_windows(inverted):
     assert stored.pivots.shape[3] == FRAMES and stored.nulls[0].shape[0] == FRAMES
     assert all(g is not None and g.shape[2] == FRAMES for g in stored.guidance[1:])
     # every UNet call held one window: 3 per conditional pass of each of the 2 steps
-    assert data["passes"]["by_purpose"]["conditional"] == 2 * 3
+    assert data["passes"]["by_purpose"]["conditional"] == 2 * 4  # 2 steps x 4 windows
     status = _vdir(root, "status", "--json")
     assert status.exit_code == 0
     rows = json.loads(status.stdout)["stages"]
-    assert any(r["metrics"].get("windows", {}).get("windows") == 3 for r in rows)
+    assert any(r["metrics"].get("windows", {}).get("windows") == 4 for r in rows)
     human = _vdir(root, "status")
-    assert "windows=3x16 (overlap 4)" in human.stdout
+    assert "windows=4x16 (overlap 8)" in human.stdout
 
 
 @pytest.mark.slow
@@ -155,7 +155,8 @@ def test_editing_with_the_source_prompt_returns_the_reconstruction(inverted, tmp
     stored = InversionFiles(project.paths.inversion_dir(data["inversion"])).load()
     model = tiny_model()
     plan = plan_edit(model, PROMPT, PROMPT, EditSettings(), 8.5)
-    run = run_edit_path(model, stored, plan, windows=plan_windows(FRAMES, 16, 4))
+    windows = plan_windows(FRAMES, data["windows"]["window"], data["windows"]["overlap"])
+    run = run_edit_path(model, stored, plan, windows=windows)
     assert torch.allclose(run.latents, stored.reconstruction, atol=1e-4)
 
 
@@ -231,7 +232,7 @@ def test_init_warns_when_the_default_model_needs_windows(tmp_path):
     assert limits.positions == 32 and limits.default_window == 16  # AnimateDiff v3's config
     assert long_clip_note(32, limits) is None
     note = long_clip_note(64, limits)
-    assert note is not None and "5 windows of 16 frames" in note
+    assert note is not None and "7 windows of 16 frames" in note
 
 
 def test_vdir_init_of_40_frames_says_that_windows_will_be_used(tmp_path):
@@ -242,6 +243,6 @@ def test_vdir_init_of_40_frames_says_that_windows_will_be_used(tmp_path):
     args = ["init", str(video), str(tmp_path / "p"), "--frames", "40", "--size", "64"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "3 windows of 16 frames" in result.stderr
+    assert "4 windows of 16 frames" in result.stderr
     short = runner.invoke(app, ["init", str(video), str(tmp_path / "q"), "--frames", "16"])
     assert short.exit_code == 0 and "windows" not in short.stderr

@@ -75,9 +75,9 @@ def test_the_default_plan_keeps_every_clip_the_encodings_cover_in_one_call():
     assert resolve_plan(LIMITS, 32, None, None).single
     assert resolve_plan(LIMITS, 16, 16, None).single
     long = resolve_plan(LIMITS, 40, None, None)
-    assert (long.window, long.overlap, long.count) == (16, 4, 3)
+    assert (long.window, long.overlap, long.count) == (16, 8, 4)  # half the window overlaps
     assert resolve_plan(LIMITS, 24, None, 2).count == 2  # an overlap asks for windows
-    assert resolve_plan(LIMITS, 40, 8, None).overlap == 2
+    assert resolve_plan(LIMITS, 40, 8, None).overlap == 4
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_a_clip_that_fits_one_window_is_todays_call_bit_for_bit(tiny_model):
 def test_a_40_frame_clip_runs_through_three_windows_of_16(tiny_model):
     latents = _latents(40)
     cond = encode_prompt(tiny_model, PROMPT)
-    plan = resolve_plan(motion_limits(tiny_model.unet), 40, None, None)
+    plan = resolve_plan(motion_limits(tiny_model.unet), 40, None, 4)  # the model's window
     counter = PassCounter()
     seen: list[slice | None] = []
     with torch.no_grad():

@@ -45,7 +45,7 @@ def windowed_totals(one: Estimate, windows: WindowPlan, latent_elements: int) ->
 
 def table(frames: tuple[int, ...] = (16, 64, 128), size: int = 512) -> list[dict[str, Any]]:
     """Invert and edit at ``frames`` on SD1.5 + AnimateDiff v3 (bf16, --memory fast, the
-    defaults: 50 steps, 10 inner updates, STDG, report), windows of 16 with overlap 4."""
+    defaults: 50 steps, 10 inner updates, STDG, report), windows of 16 with the default overlap (8)."""
     import torch
 
     from videodirector_cli.diffusion import estimate, memory

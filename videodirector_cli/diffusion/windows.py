@@ -83,8 +83,10 @@ def long_clip_note(frames: int, limits: MotionLimits) -> str | None:
 
 
 def default_overlap(window: int) -> int:
-    """A quarter of the window (4 of 16): 5 windows for 64 frames (docs/long-clips.md)."""
-    return window // 4
+    """Half the window (8 of 16): measured on the toy model at 64 frames, the seam score fell
+    from 1.55 with a quarter (5 windows) to 1.17 (7 windows, 40 % more UNet work;
+    docs/long-clips.md)."""
+    return window // 2
 
 
 @dataclass(frozen=True)
