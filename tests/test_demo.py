@@ -69,17 +69,23 @@ def test_demo_refuses_bad_step_counts_before_writing_anything(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_default_demo_colour_edit_comes_out_in_the_new_colour(tmp_path: Path) -> None:
-    """The demo as a user runs it (15 steps): the shipped toy model and the full method turn the
-    red circle white and keep its path and background, by the toy model's own scorer."""
+def test_default_demo_colour_and_shape_edits_both_succeed_by_the_scorer(tmp_path: Path) -> None:
+    """The demo as a user runs it (15 steps, offline, well under 3 minutes): the shipped toy
+    model and the full method turn the red circle white, and into a square, keeping its path
+    and background, by the toy model's own scorer (no model involved in the scoring)."""
     from videodirector_cli.settings.demo import DemoRequest
     from videodirector_cli.toy import scorer
 
     data = _demo(tmp_path / "demo", steps=None)
     project = Project.open(Path(data["project"]))
     request = DemoRequest()
-    frames = read_frames([project.paths.edit_frame("colour", i) for i in range(16)])
-    score = scorer.score_clip(
-        frames, request.new_colour, request.shape, request.direction, request.background
-    )
-    assert score.colour_ok and score.direction_ok and score.bg_ok, score
+    wanted = {
+        "colour": (request.new_colour, request.shape),
+        "shape": (request.colour, request.new_shape),
+    }
+    for name, (colour, shape) in wanted.items():
+        frames = read_frames([project.paths.edit_frame(name, i) for i in range(16)])
+        score = scorer.score_clip(frames, colour, shape, request.direction, request.background)
+        assert score.colour_ok and score.shape_ok, (name, score)
+        assert score.direction_ok and score.bg_ok, (name, score)
+    assert sum(data["stage_seconds"].values()) < 180

@@ -14,7 +14,8 @@ DEMO_SEED = 1_000_007
 
 
 class DemoRequest(Settings):
-    """A combination whose colour edit the shipped toy model gets right (docs/cli.md)."""
+    """A combination whose colour and shape edits the shipped toy model both gets right
+    (docs/cli.md)."""
 
     colour: str = "red"
     shape: str = "circle"
