@@ -73,19 +73,11 @@ def test_default_demo_colour_and_shape_edits_both_succeed_by_the_scorer(tmp_path
     """The demo as a user runs it (15 steps, offline, well under 3 minutes): the shipped toy
     model and the full method turn the red circle white, and into a square, keeping its path
     and background, by the toy model's own scorer (no model involved in the scoring)."""
+    from benchmarks.demo_pairs import score_edits
     from videodirector_cli.settings.demo import DemoRequest
-    from videodirector_cli.toy import scorer
 
     data = _demo(tmp_path / "demo", steps=None)
-    project = Project.open(Path(data["project"]))
-    request = DemoRequest()
-    wanted = {
-        "colour": (request.new_colour, request.shape),
-        "shape": (request.colour, request.new_shape),
-    }
-    for name, (colour, shape) in wanted.items():
-        frames = read_frames([project.paths.edit_frame(name, i) for i in range(16)])
-        score = scorer.score_clip(frames, colour, shape, request.direction, request.background)
-        assert score.colour_ok and score.shape_ok, (name, score)
-        assert score.direction_ok and score.bg_ok, (name, score)
+    rows = score_edits(Path(data["folder"]), DemoRequest())
+    assert [row["edit"] for row in rows] == ["colour", "shape"]
+    assert all(row["ok"] for row in rows), rows
     assert sum(data["stage_seconds"].values()) < 180
