@@ -159,6 +159,16 @@ def test_check_runs_on_a_tiny_sample(pipe):
     assert summary["n"] == 1 and 0.0 <= summary["colour"] <= 1.0
 
 
+def test_word_sensitivity_reads_how_much_each_word_group_moves_the_prediction(pipe, monkeypatch):
+    prompts = scorer.eval_prompts(2)
+    sens = check.word_sensitivity(pipe, prompts, steps=5)
+    assert set(sens) == {"colour", "shape", "motion", "background"}
+    assert sens["colour"] > 1e-3 and sens["background"] > 1e-3, sens  # the model reads them
+    blind = pipe.encode_prompt(world.caption_for(*prompts[0]), "cpu", 1, False)
+    monkeypatch.setattr(pipe, "encode_prompt", lambda *a, **k: blind)  # a model deaf to words
+    assert check.word_sensitivity(pipe, prompts, steps=5) == dict.fromkeys(sens, 0.0)
+
+
 def test_check_command_prints_one_summary_line_last_and_refuses_bad_ranges(tmp_path, capsys):
     report = tmp_path / "r.json"
     first = world.HELDOUT_SEED_START + 77
@@ -170,6 +180,7 @@ def test_check_command_prints_one_summary_line_last_and_refuses_bad_ranges(tmp_p
     assert data["samples"][0]["prompt"] == world.caption_for(*scorer.eval_prompts(1, seed=77)[0])
     assert last.startswith("toy check, 1 held-out prompts from seed 1000077, 1 steps:")
     assert f"smoothness {data['generated']['smoothness']:.4f}" in last
+    assert f"motion {data['word_sensitivity']['motion']:.4f}" in last
     for bad, words in (
         (["--first-seed", "5"], "--first-seed must be at least"),
         (["--n", "0"], "--n must be between 1 and"),

@@ -319,3 +319,63 @@ def test_help_lists_every_option_once_with_its_default(capsys):
     text = capsys.readouterr().out
     assert "--min-snr" in text and "(default: 5.0)" in text
     assert "(default: 5.0) (default" not in text
+
+
+def test_word_probe_pulls_apart_two_words_the_encoder_merged(tmp_path):
+    """The video stage's word-identity loss: two words with one input embedding give one
+    output; training the encoder on the probe's loss makes them readable apart again."""
+    from transformers import CLIPTokenizer
+
+    from videodirector_cli.toy.train_denoiser import WordProbe
+
+    torch.manual_seed(0)
+    vocab.save_tokenizer_files(tmp_path / "tok")
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))
+    te = configs.build_text_encoder(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    left, right = (tok(w).input_ids[1] for w in ("left", "right"))
+    table = te.get_input_embeddings().weight
+    with torch.no_grad():
+        table[right] = table[left]
+    captions = [world.caption_for("red", "circle", d, "black") for d in world.DIRECTIONS]
+    ids = latents.token_ids(tok, captions)
+    pair = ids[:2]  # "moving left", "moving right"
+
+    def gap() -> float:
+        with torch.no_grad():
+            out = te(pair)[0]
+        return float((out[0] - out[1]).norm() / out[0].norm())
+
+    assert gap() < 1e-5
+    probe = WordProbe(configs.TEXT_HIDDEN, len(tok), tok.pad_token_id)
+    with torch.no_grad():
+        hidden = te(ids)[0]
+        unfitted = probe.loss(hidden, ids).item()
+    fitted = probe.fit(hidden, ids, steps=200)
+    assert fitted < 0.5 * unfitted
+    assert fitted == pytest.approx(probe.loss(hidden, ids).item())
+    opt = torch.optim.AdamW(list(te.parameters()) + list(probe.parameters()), lr=3e-3)
+    for _ in range(60):
+        loss = probe.loss(te(ids)[0], ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert gap() > 0.02
+    with torch.no_grad():
+        read = probe.head(te(pair)[0][:, 5]).argmax(-1)
+    assert read.tolist() == [left, right]
+
+
+def test_video_stage_with_the_word_loss_checkpoints_its_probe_and_exports_without_it(tmp_path):
+    assert run(tmp_path, "--word-id-weight", "0.1", "--video-text-lr", "1e-4") == 0
+    video = ckpt(tmp_path, "video")
+    assert set(video["word_probe"]) == {"head.weight", "head.bias"}
+    assert len(video["opt"]["param_groups"]) == 3
+    assert [g["lr"] for g in video["opt"]["param_groups"]][2] > 0
+    exported = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "word_probe" not in " ".join(exported)
+    probe_before = video["word_probe"]["head.weight"].clone()
+    args = ["--word-id-weight", "0.1", "--stages", "video", "--video-steps", "2"]
+    assert run(tmp_path, *args) == 0  # resumes with the probe it saved
+    video = ckpt(tmp_path, "video")
+    assert video["step"] == 2
+    assert not torch.equal(video["word_probe"]["head.weight"], probe_before)
