@@ -111,6 +111,8 @@ def test_bad_options_stop_with_one_line_before_any_work(tmp_path):
         (["--stages", "vae,bogus"], "unknown stage(s): bogus"),
         (["--train-seeds", str(world.HELDOUT_SEED_START)], "held-out seed range"),
         (["--p-uncond", "1.5"], "--p-uncond must be between 0 and 1"),
+        (["--word-id-weight", "-1"], "--word-id-weight must not be negative"),
+        (["--video-text-lr=-1e-4"], "--video-text-lr must not be negative"),
         (["--device", "tpu"], "--device must be cpu, cuda or auto"),
         (["--precision", "fp8"], "--precision must be"),
         (["--stages", "video"], "the image stage has not finished (0/2 steps)"),
@@ -217,6 +219,20 @@ def test_min_snr_weights_the_nearly_clean_timesteps_down(tmp_path):
     assert (w[t < 20] < 0.1).all()  # nearly clean: SNR far above 5
     _, _, _, plain = _pool_and_trainer(tmp_path / "p", min_snr=0.0)[1].noised("image", z0, 0)
     assert torch.equal(plain, torch.ones(512))
+
+
+def test_a_share_of_video_clips_is_drawn_from_the_noisiest_timesteps(tmp_path):
+    z0 = torch.zeros(2000, 4, 1, 2, 2)
+    _, uniform = _pool_and_trainer(tmp_path, video_noisy_frac=0.0)
+    _, half = _pool_and_trainer(tmp_path / "h", video_noisy_frac=0.5)
+    _, _, t_uniform, _ = uniform.noised("video", z0, 3)
+    _, _, t_half, _ = half.noised("video", z0, 3)
+    share = lambda t: float((t >= 700).float().mean())  # noqa: E731
+    assert 0.25 < share(t_uniform) < 0.35  # uniform over 0-999
+    assert 0.6 < share(t_half) < 0.7  # half redrawn from 700-999: 0.5 + 0.5 * 0.3
+    assert t_half.max() < 1000 and t_half.min() >= 0
+    _, _, t_image, _ = half.noised("image", z0[:, :, 0], 3)
+    assert 0.25 < share(t_image) < 0.35  # the image stage keeps the uniform draw
 
 
 def test_ema_follows_the_weights_slowly_and_copies_back():

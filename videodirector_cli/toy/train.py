@@ -99,10 +99,10 @@ def validate(args: argparse.Namespace) -> list[str]:
         raise SystemExit("--vae-batch must be a multiple of 4 (4 frames per clip)")
     if args.train_seeds >= world.HELDOUT_SEED_START:
         raise SystemExit("--train-seeds must stay below the held-out seed range")
-    for name in ("p_uncond", "p_second", "vae_p_second"):
+    for name in ("p_uncond", "p_second", "vae_p_second", "video_noisy_frac"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise SystemExit(f"--{name.replace('_', '-')} must be between 0 and 1")
-    for name in ("vae_steps", "image_steps", "video_steps"):
+    for name in ("vae_steps", "image_steps", "video_steps", "video_text_lr", "word_id_weight"):
         if getattr(args, name) < 0:
             raise SystemExit(f"--{name.replace('_', '-')} must not be negative")
     work = Path(args.work)
