@@ -9,7 +9,8 @@ Prompts: single-object attribute combinations that training never showed
 7.5) and scored by ``toy.scorer``. The report also scores the world's own clips for the same
 prompts and seeds (``ground_truth``: the scorer's sanity, and the smoothness of training clips)
 and the same clips through the model's VAE (``vae_roundtrip``: the ceiling generation can reach
-through this decoder). The last line on stdout is a one-line summary.
+through this decoder), and the word sensitivity of each word group (``word_sensitivity``). The
+last line on stdout is a one-line summary.
 """
 
 from __future__ import annotations
