@@ -193,13 +193,13 @@ def doc_grids(
 def build_report(pipe, args, prompts) -> tuple[dict, list[np.ndarray]]:
     gt_scores = ground_truth_scores(prompts, args.first_seed)
     vae_rt = summarize(vae_roundtrip_scores(pipe, prompts, args.first_seed))
+    sensitivity = word_sensitivity(pipe, prompts[:6], args.first_seed, steps=args.steps)
     t0 = time.time()
     scores, clips = run_check(
         pipe, prompts, steps=args.steps, guidance=args.guidance, first_seed=args.first_seed
     )
     generated = summarize(scores)
     ground_truth = summarize(gt_scores)
-    sensitivity = word_sensitivity(pipe, prompts[:6], args.first_seed, steps=args.steps)
     report = {
         "model": str(args.model or "shipped toy weights"),
         "n": len(prompts),

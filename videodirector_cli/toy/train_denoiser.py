@@ -94,7 +94,7 @@ class WordProbe(torch.nn.Module):
 
     def fit(self, hidden: torch.Tensor, ids: torch.Tensor, steps: int = 500) -> float:
         """Fit the head alone to fixed encoder outputs first: the words the encoder already
-        keeps apart then cost nothing, and the joint loss pulls only on the ones it merged (a
+        keeps apart then cost almost nothing, and the joint loss pulls mostly on the merged ones (a
         random head would make the encoder rebuild every word's output, undoing what the UNet
         learned from it)."""
         opt = torch.optim.AdamW(self.parameters(), lr=1e-2)
