@@ -381,17 +381,29 @@ def test_word_probe_pulls_apart_two_words_the_encoder_merged(tmp_path):
     assert read.tolist() == [left, right]
 
 
-def test_video_stage_with_the_word_loss_checkpoints_its_probe_and_exports_without_it(tmp_path):
+def test_video_stage_with_the_word_loss_checkpoints_its_probe_and_exports_without_it(
+    trained, tmp_path, capsys
+):
+    from safetensors.torch import load_file
+
     assert run(tmp_path, "--word-id-weight", "0.1", "--video-text-lr", "1e-4") == 0
+    assert "word probe fitted to the text encoder" in capsys.readouterr().err
     video = ckpt(tmp_path, "video")
     assert set(video["word_probe"]) == {"head.weight", "head.bias"}
     assert len(video["opt"]["param_groups"]) == 3
     assert [g["lr"] for g in video["opt"]["param_groups"]][2] > 0
-    exported = {p.name for p in (tmp_path / "out").iterdir()}
-    assert "word_probe" not in " ".join(exported)
+    # the export is the same pipeline as without the probe: same components, same text-encoder keys
+    out, plain = tmp_path / "out", trained / "out"
+    assert json.loads((out / "model_index.json").read_text()) == json.loads(
+        (plain / "model_index.json").read_text()
+    )
+    te_keys = set(load_file(out / "text_encoder" / "model.safetensors"))
+    assert te_keys == set(load_file(plain / "text_encoder" / "model.safetensors"))
+    assert not any("head" in k for k in te_keys)
     probe_before = video["word_probe"]["head.weight"].clone()
     args = ["--word-id-weight", "0.1", "--stages", "video", "--video-steps", "2"]
-    assert run(tmp_path, *args) == 0  # resumes with the probe it saved
+    assert run(tmp_path, *args) == 0
+    assert "word probe fitted" not in capsys.readouterr().err  # resumed with the saved probe
     video = ckpt(tmp_path, "video")
     assert video["step"] == 2
     assert not torch.equal(video["word_probe"]["head.weight"], probe_before)

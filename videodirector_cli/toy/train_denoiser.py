@@ -358,18 +358,19 @@ class DenoiserTrainer:
             with st.clock:
                 while st.step < total:
                     z0, ids = batch_fn(st.step)
+                    ids = ids.to(dev)
                     zt, noise, t, weight = self.noised(stage, z0, st.step)
                     for grp, base in zip(opt.param_groups, base_lrs):
                         grp["lr"] = cosine_lr(st.step, total, base, warmup)
                     with self.rt.autocast():
-                        emb = te_out = te(ids.to(dev))[0]
+                        emb = te_out = te(ids)[0]
                         if z0.ndim == 5:  # one embedding per frame, as the pipeline does
                             emb = emb.repeat_interleave(z0.shape[2], dim=0)
                         pred = model(zt.to(dev), t.to(dev), encoder_hidden_states=emb).sample
                     err = (pred.float() - noise.to(dev)).pow(2).flatten(1).mean(1)
                     loss = (err * weight.to(dev)).mean()
                     if probe is not None:
-                        word_loss = probe.loss(te_out, ids.to(dev))
+                        word_loss = probe.loss(te_out, ids)
                         loss = loss + s.word_id_weight * word_loss
                         word_losses.append(word_loss.item())
                     opt.zero_grad(set_to_none=True)
